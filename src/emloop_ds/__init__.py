@@ -1,0 +1,33 @@
+"""emloop-ds: configure, inspect, stream and download machine-learning datasets."""
+
+from emloop_ds.core.dataset import AbstractDataset, BaseDataset, DownloadableDataset
+from emloop_ds.core.errors import (
+    ChecksumError,
+    ConfigError,
+    DatasetError,
+    DownloadError,
+    EmloopDsError,
+    ExtractionError,
+    StreamError,
+)
+from emloop_ds.core.schema import DatasetInfo, SourceInfo, StreamInfo, inspect_dataset
+from emloop_ds.core.types import Batch, Stream
+
+__all__ = [
+    "AbstractDataset",
+    "BaseDataset",
+    "Batch",
+    "ChecksumError",
+    "ConfigError",
+    "DatasetError",
+    "DatasetInfo",
+    "DownloadError",
+    "DownloadableDataset",
+    "EmloopDsError",
+    "ExtractionError",
+    "SourceInfo",
+    "Stream",
+    "StreamError",
+    "StreamInfo",
+    "inspect_dataset",
+]

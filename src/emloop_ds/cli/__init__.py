@@ -1,0 +1,1 @@
+"""The ``emloop`` command line."""

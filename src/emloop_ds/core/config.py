@@ -1,0 +1,164 @@
+"""Load emloop YAML configs and apply ``KEY=VALUE`` overrides; the only module that parses YAML."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from emloop_ds.core.errors import ConfigError
+
+__all__ = ["CONFIG_FILENAME", "DatasetConfig", "apply_overrides", "decode_yaml", "encode_yaml", "load_config"]
+
+CONFIG_FILENAME = "config.yaml"
+"""The file looked for when CONFIG names a folder."""
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    """The ``dataset`` section of an emloop config, split into the class path and its arguments."""
+
+    class_path: str
+    kwargs: Mapping[str, Any]
+    path: Path | None = None
+    """The config file it came from; its folder is importable when the class is loaded."""
+
+    def to_config_str(self, output_dir: str | None = None) -> str:
+        """Encode the dataset's arguments plus ``output_dir`` as the YAML string a dataset is built from."""
+        return encode_yaml({**self.kwargs, "output_dir": output_dir})
+
+
+def decode_yaml(text: str, source: str = "<string>") -> Any:
+    """Parse YAML safely, expanding anchors and ``<<`` merge keys into plain dicts and lists.
+
+    Raises:
+        ConfigError: on a syntax error, naming ``source`` with the line and column.
+    """
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+    try:
+        return YAML(typ="safe", pure=True).load(text)
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark is not None else source
+        problem = exc.problem or exc.context or "invalid YAML"
+        raise ConfigError(f"YAML syntax error in {where}: {problem}; fix the YAML at that place") from exc
+    except YAMLError as exc:
+        raise ConfigError(f"YAML error in {source}: {exc}; fix the YAML") from exc
+
+
+def encode_yaml(data: Any) -> str:
+    """Encode plain data (dicts, lists, scalars) as a block-style YAML string."""
+    from ruamel.yaml import YAML
+
+    yaml = YAML(typ="safe", pure=True)
+    yaml.default_flow_style = False
+    stream = io.StringIO()
+    yaml.dump(data, stream)
+    return stream.getvalue()
+
+
+def load_config(path: Path, overrides: Sequence[str] = ()) -> DatasetConfig:
+    """Read the ``dataset`` section of an emloop config file (or of ``config.yaml`` in a folder).
+
+    Other sections (``model``, ``hooks``, ``main_loop``, ``eval``...) are ignored. ``overrides`` are
+    ``KEY=VALUE`` strings applied before the section is checked, e.g. ``dataset.batch_size=32``.
+
+    Raises:
+        ConfigError: if the file is missing or malformed, or the ``dataset`` section is unusable.
+    """
+    path = _resolve_config_path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config {path}: {exc}; check the file and its permissions") from exc
+    config = decode_yaml(text, source=str(path))
+    if config is None:
+        config = {}
+    if not isinstance(config, dict):
+        raise ConfigError(
+            f"config {path} holds a {type(config).__name__}, not a mapping; "
+            "write it as `dataset:` with `class:` and the dataset's arguments beneath"
+        )
+    config = apply_overrides(config, overrides)
+    return _dataset_config(config, path)
+
+
+def apply_overrides(config: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """Return a copy of ``config`` with each ``dotted.key=yaml-value`` override set.
+
+    Raises:
+        ConfigError: if an override is not of the ``KEY=VALUE`` form or its key runs through a non-mapping.
+    """
+    result = _copy_mappings(config)
+    for override in overrides:
+        key, separator, raw_value = override.partition("=")
+        parts = key.strip().split(".")
+        if not separator or not all(parts):
+            raise ConfigError(
+                f"cannot read override {override!r}; write it as KEY=VALUE with a dotted key, "
+                "e.g. dataset.batch_size=32"
+            )
+        value = decode_yaml(raw_value, source=f"override {override!r}")
+        node = result
+        for depth, part in enumerate(parts[:-1]):
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                prefix = ".".join(parts[: depth + 1])
+                raise ConfigError(
+                    f"cannot apply override {override!r}: {prefix} is a {type(child).__name__}, "
+                    "not a mapping; override that key itself"
+                )
+            node = child
+        node[parts[-1]] = value
+    return result
+
+
+def _copy_mappings(data: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        key: _copy_mappings(value) if isinstance(value, Mapping) else value for key, value in data.items()
+    }
+
+
+def _resolve_config_path(path: Path) -> Path:
+    if path.is_dir():
+        candidate = path / CONFIG_FILENAME
+        if not candidate.is_file():
+            raise ConfigError(f"folder {path} holds no {CONFIG_FILENAME}; pass the path of the config file")
+        return candidate
+    if not path.exists():
+        raise ConfigError(
+            f"config {path} does not exist; pass the path of an emloop YAML config "
+            f"or of a folder holding {CONFIG_FILENAME}"
+        )
+    return path
+
+
+def _dataset_config(config: Mapping[str, Any], path: Path) -> DatasetConfig:
+    section = config.get("dataset")
+    if section is None:
+        raise ConfigError(f"config {path} has no `dataset` section; add `dataset:` with `class:` beneath")
+    if not isinstance(section, dict):
+        raise ConfigError(
+            f"the `dataset` section of {path} is a {type(section).__name__}, not a mapping; "
+            "put `class:` and the dataset's arguments beneath it"
+        )
+    kwargs = dict(section)
+    class_path = kwargs.pop("class", None)
+    if class_path is None:
+        raise ConfigError(
+            f"the `dataset` section of {path} has no `class`; "
+            "add `class: module.ClassName` naming the dataset class"
+        )
+    if not isinstance(class_path, str) or "." not in class_path.strip(".") or " " in class_path:
+        raise ConfigError(
+            f"dataset.class {class_path!r} in {path} is not a dotted path; write it as module.ClassName"
+        )
+    if "output_dir" in kwargs:
+        raise ConfigError(
+            f"dataset.output_dir in {path} is reserved: emloop sets it; remove it from the `dataset` section"
+        )
+    return DatasetConfig(class_path=class_path, kwargs=kwargs, path=path)

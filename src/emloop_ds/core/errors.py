@@ -1,0 +1,58 @@
+"""Define the one tree of errors that emloop-ds raises for failures a user can cause.
+
+::
+
+    EmloopDsError                 exit code 1 unless a subclass says otherwise
+    ├── ConfigError               exit code 2: config file, YAML, overrides, class path, missing keys
+    ├── DatasetError              the dataset's own code failed (import, constructor, method)
+    ├── StreamError               a stream could not be read
+    └── DownloadError             a URL could not be fetched
+        ├── ChecksumError         the fetched bytes do not match the configured hash
+        └── ExtractionError       an archive is broken or unsafe to extract
+
+Each error carries ``exit_code``; the CLI root is the one place that turns it into a process exit.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ChecksumError",
+    "ConfigError",
+    "DatasetError",
+    "DownloadError",
+    "EmloopDsError",
+    "ExtractionError",
+    "StreamError",
+]
+
+
+class EmloopDsError(Exception):
+    """Base of every error a user can cause; its message says what failed and what to do."""
+
+    exit_code = 1
+
+
+class ConfigError(EmloopDsError):
+    """Reject a configuration: a missing or malformed config, override, class path or key."""
+
+    exit_code = 2
+
+
+class DatasetError(EmloopDsError):
+    """Report that the dataset's own code failed while being imported, built or called."""
+
+
+class StreamError(EmloopDsError):
+    """Report that a stream could not be read."""
+
+
+class DownloadError(EmloopDsError):
+    """Report that a file could not be downloaded."""
+
+
+class ChecksumError(DownloadError):
+    """Report that downloaded bytes do not match the configured checksum."""
+
+
+class ExtractionError(DownloadError):
+    """Report that an archive is broken or would write outside its folder."""

@@ -1,0 +1,121 @@
+"""Build a dataset object from its config and call its methods, wrapping the dataset's own failures."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import sys
+from pathlib import Path
+from typing import Any
+
+from emloop_ds.core.config import DatasetConfig
+from emloop_ds.core.errors import ConfigError, DatasetError, EmloopDsError
+
+__all__ = ["call_method", "create_dataset", "import_dataset_class", "public_methods"]
+
+
+def create_dataset(config: DatasetConfig, output_dir: str | None = None) -> Any:
+    """Import the configured class and construct it from the dataset section's YAML string.
+
+    Raises:
+        ConfigError: if the class cannot be found.
+        DatasetError: if importing the module or constructing the dataset fails.
+    """
+    search_dirs = [Path.cwd()] if config.path is None else [config.path.parent, Path.cwd()]
+    dataset_class = import_dataset_class(config.class_path, search_dirs)
+    try:
+        return dataset_class(config.to_config_str(output_dir))
+    except EmloopDsError:
+        raise
+    except Exception as exc:
+        raise DatasetError(
+            f"dataset {config.class_path} failed to build: {_describe(exc)}; "
+            "fix the dataset's config or code (--verbose shows the traceback)"
+        ) from exc
+
+
+def import_dataset_class(class_path: str, search_dirs: list[Path]) -> type:
+    """Import ``module.Class``, with ``search_dirs`` importable ahead of installed packages.
+
+    Raises:
+        ConfigError: if the module or the class does not exist.
+        DatasetError: if the module fails while being imported.
+    """
+    module_name, _, class_name = class_path.rpartition(".")
+    for folder in reversed(search_dirs):
+        entry = str(folder.resolve())
+        if entry in sys.path:
+            sys.path.remove(entry)
+        sys.path.insert(0, entry)
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and (module_name == exc.name or module_name.startswith(exc.name + ".")):
+            folders = ", ".join(str(folder) for folder in search_dirs)
+            raise ConfigError(
+                f"cannot find module `{module_name}` for dataset.class {class_path}; "
+                f"check the name, or put {module_name.replace('.', '/')}.py in one of: {folders}"
+            ) from exc
+        raise DatasetError(f"importing module `{module_name}` failed: {_describe(exc)}") from exc
+    except Exception as exc:
+        raise DatasetError(
+            f"importing module `{module_name}` failed: {_describe(exc)}; fix the module "
+            "(--verbose shows the traceback)"
+        ) from exc
+    dataset_class = getattr(module, class_name, None)
+    if not isinstance(dataset_class, type):
+        raise ConfigError(
+            f"module `{module_name}` ({getattr(module, '__file__', '?')}) has no class `{class_name}`; "
+            "check dataset.class in the config"
+        )
+    return dataset_class
+
+
+def public_methods(dataset: Any) -> list[str]:
+    """List the public methods of ``dataset`` that can be called without arguments."""
+    names = []
+    for name, member in inspect.getmembers_static(type(dataset)):
+        if not name.startswith("_") and inspect.isfunction(member) and _takes_no_arguments(member):
+            names.append(name)
+    return names
+
+
+def call_method(dataset: Any, name: str) -> Any:
+    """Call the public method ``name`` of ``dataset`` with no arguments and return its result.
+
+    Raises:
+        ConfigError: if the dataset has no such public method or it needs arguments.
+        DatasetError: if the method fails.
+    """
+    class_name = type(dataset).__name__
+    member = None if name.startswith("_") else inspect.getattr_static(type(dataset), name, None)
+    if not inspect.isfunction(member):
+        available = ", ".join(public_methods(dataset)) or "none"
+        raise ConfigError(f"dataset {class_name} has no method `{name}`; available: {available}")
+    if not _takes_no_arguments(member):
+        raise ConfigError(
+            f"method `{name}` of {class_name} needs arguments; only methods callable without arguments "
+            "can be run from the command line"
+        )
+    try:
+        return getattr(dataset, name)()
+    except EmloopDsError:
+        raise
+    except Exception as exc:
+        raise DatasetError(
+            f"{class_name}.{name}() failed: {_describe(exc)} (--verbose shows the traceback)"
+        ) from exc
+
+
+def _takes_no_arguments(function: Any) -> bool:
+    try:
+        parameters = list(inspect.signature(function).parameters.values())[1:]
+    except (TypeError, ValueError):
+        return False
+    return all(p.default is not p.empty or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in parameters)
+
+
+def _describe(exc: BaseException) -> str:
+    """Return ``Type: message`` of an exception on one line."""
+    message = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {message[0]}" if message else type(exc).__name__
