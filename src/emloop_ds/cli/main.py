@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import traceback
 from typing import Any
 
 import click
@@ -34,6 +33,8 @@ class EmloopGroup(click.Group):
 
 def _report(ctx: click.Context, exc: BaseException, message: str) -> None:
     if ctx.meta.get(VERBOSE_KEY):
+        import traceback
+
         traceback.print_exception(exc, file=sys.stderr)
     click.echo(message, err=True)
 

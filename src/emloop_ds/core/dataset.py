@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from emloop_ds.core.errors import ConfigError
 
 __all__ = ["AbstractDataset", "BaseDataset", "DownloadableDataset"]
-
-_logger = logging.getLogger("emloop_ds")
 
 
 class AbstractDataset:
@@ -70,20 +67,23 @@ class BaseDataset(AbstractDataset):
         The report goes to the ``emloop_ds`` logger; ragged sources and broken streams are warnings.
         ``emloop_ds.inspect_dataset`` returns the same findings as data.
         """
+        import logging
+
         from emloop_ds.core.schema import inspect_dataset
 
+        logger = logging.getLogger("emloop_ds")
         info = inspect_dataset(self, batches=batches)
-        _logger.info("Found %d streams: %s", len(info.streams), ", ".join(s.name for s in info.streams))
+        logger.info("Found %d streams: %s", len(info.streams), ", ".join(s.name for s in info.streams))
         for stream in info.streams:
             if stream.error is not None:
-                _logger.warning("stream `%s` is broken: %s", stream.name, stream.error)
+                logger.warning("stream `%s` is broken: %s", stream.name, stream.error)
                 continue
-            _logger.info("stream `%s`:", stream.name)
+            logger.info("stream `%s`:", stream.name)
             for source in stream.sources:
                 value_range = "" if source.min is None else f"  range {source.min} - {source.max}"
-                _logger.info("  %s: %s %s%s", source.name, source.dtype, list(source.shape), value_range)
+                logger.info("  %s: %s %s%s", source.name, source.dtype, list(source.shape), value_range)
                 if source.ragged:
-                    _logger.warning("stream `%s` source `%s` appears to be ragged", stream.name, source.name)
+                    logger.warning("stream `%s` source `%s` appears to be ragged", stream.name, source.name)
 
 
 class DownloadableDataset(BaseDataset):

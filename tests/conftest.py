@@ -1,0 +1,49 @@
+"""Shared fixtures: dataset modules and configs written into tmp_path, and the installed command."""
+
+from __future__ import annotations
+
+import itertools
+import shutil
+import sys
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = REPO_ROOT / "examples"
+
+_module_numbers = itertools.count()
+
+WriteDataset = Callable[..., Path]
+
+
+@pytest.fixture
+def write_dataset(tmp_path: Path) -> WriteDataset:
+    """Return a function that writes a dataset module and a config using it; it returns the config path.
+
+    The module gets a name unique in this test session, since imported modules stay cached in
+    ``sys.modules``; ``{module}`` in ``config`` stands for that name.
+    """
+
+    def write(source: str, config: str = "dataset:\n  class: {module}.Data\n") -> Path:
+        module = f"testdata_{next(_module_numbers)}"
+        (tmp_path / f"{module}.py").write_text(textwrap.dedent(source), encoding="utf-8")
+        config_path = tmp_path / "config.yaml"
+        config_path.write_text(textwrap.dedent(config).replace("{module}", module), encoding="utf-8")
+        return config_path
+
+    return write
+
+
+@pytest.fixture(scope="session")
+def emloop_command() -> str:
+    """Return the path of the installed ``emloop`` command of this environment."""
+    beside_python = Path(sys.executable).parent / "emloop"
+    if beside_python.exists():
+        return str(beside_python)
+    found = shutil.which("emloop")
+    if found is None:
+        pytest.fail("the emloop command is not installed; run pip install '.[test]' first")
+    return found
