@@ -22,7 +22,7 @@ from emloop_ds.core.part import PartFile
 from emloop_ds.core.progress import FileProgress, NoProgress
 from emloop_ds.core.response import Body, RestartError, RetryableError, open_body
 
-__all__ = ["DownloadOutcome", "RetryPolicy", "download_file", "part_path"]
+__all__ = ["DEFAULT_RETRY", "DownloadOutcome", "RetryPolicy", "download_file", "part_path"]
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,10 @@ class RetryPolicy:
     """The longest wait; a server asking (Retry-After) for longer fails the file at once."""
     sleep: Callable[[float], None] | None = None
     """Wait this long; ``None`` waits on the cancel event, so that Ctrl-C ends the wait."""
+
+
+DEFAULT_RETRY = RetryPolicy()
+"""The retry policy used when none is passed."""
 
 
 @dataclass(frozen=True)
@@ -78,7 +82,7 @@ def download_file(
     algorithm = checksum.algorithm if checksum is not None else DEFAULT_ALGORITHM
     with PartFile(part, algorithm, resume) as part_file:
         _fetch_with_retries(
-            url, part_file, timeout_s, retry or RetryPolicy(), progress or NoProgress(), cancel
+            url, part_file, timeout_s, retry or DEFAULT_RETRY, progress or NoProgress(), cancel
         )
         actual = part_file.finish()
         size_bytes, resumed = part_file.size, part_file.resumed
