@@ -22,7 +22,7 @@ class Fault:
     cut_after: int | None = None
     """Send this many bytes of the body, then close the connection."""
     stall_after: int | None = None
-    """Send this many bytes of the body, then send nothing more until the server is released."""
+    """Send this many bytes of the body, then pause until the server is released, then send the rest."""
     no_length: bool = False
     """Send no Content-Length; the end of the body is marked by closing the connection."""
     ignore_range: bool = False
@@ -144,12 +144,15 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         limit = fault.cut_after if fault.cut_after is not None else fault.stall_after
-        chunk = body if limit is None else body[:limit]
+        self._write(body if limit is None else body[:limit])
+        if fault.stall_after is not None:
+            self.server.owner.release.wait(SAFETY_TIMEOUT_S)
+            self._write(body[fault.stall_after :])  # fails quietly if the client went away
+
+    def _write(self, chunk: bytes) -> None:
         self.wfile.write(chunk)
         self.wfile.flush()
         self.server.owner.count_sent(self.path, len(chunk))
-        if fault.stall_after is not None:
-            self.server.owner.release.wait(SAFETY_TIMEOUT_S)
 
     def _send_status(self, status: int, retry_after: str | None) -> None:
         body = f"status {status}\n".encode()
