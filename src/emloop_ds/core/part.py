@@ -73,8 +73,8 @@ class PartFile:
         while cancel is None or not cancel.is_set():
             buffer = self._hasher.take()
             try:
-                # A timeout loses the bytes of the chunk being filled: the part grows by whole chunks
-                # only, so a stall resumes from the last chunk written (at most CHUNK_BYTES are fetched again).
+                # A timeout loses the bytes of the chunk being filled: the part grows by whole chunks only,
+                # so a stall resumes from the last chunk written (at most CHUNK_BYTES are fetched again).
                 n_bytes = body.readinto(buffer)
             except BaseException:
                 self._hasher.give_back(buffer)
