@@ -1,4 +1,4 @@
-"""Shared fixtures: dataset modules and configs written into tmp_path, and the installed command."""
+"""Shared fixtures: dataset modules and configs in tmp_path, the installed command, a loopback HTTP server."""
 
 from __future__ import annotations
 
@@ -6,10 +6,13 @@ import itertools
 import shutil
 import sys
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+from emloop_ds.core import download
+from tests.http_server import LoopbackServer
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO_ROOT / "examples"
@@ -47,3 +50,26 @@ def emloop_command() -> str:
     if found is None:
         pytest.fail("the emloop command is not installed; run pip install '.[test]' first")
     return found
+
+
+_PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
+
+
+@pytest.fixture
+def http_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[LoopbackServer]:
+    """Run a loopback HTTP server whose answers the test scripts with ``add(path, data, *faults)``."""
+    for name in _PROXY_VARIABLES:  # the tests talk to 127.0.0.1 only, never through a proxy
+        monkeypatch.delenv(name, raising=False)
+    server = LoopbackServer()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Record the backoff waits of downloads instead of waiting; returns the list of waits."""
+    waits: list[float] = []
+    monkeypatch.setattr(download, "DEFAULT_RETRY", download.RetryPolicy(sleep=waits.append))
+    return waits

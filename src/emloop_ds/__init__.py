@@ -5,11 +5,13 @@ from emloop_ds.core.errors import (
     ChecksumError,
     ConfigError,
     DatasetError,
+    DownloadCancelledError,
     DownloadError,
     EmloopDsError,
     ExtractionError,
     StreamError,
 )
+from emloop_ds.core.progress import FileProgress, NoProgress, Progress
 from emloop_ds.core.schema import DatasetInfo, SourceInfo, StreamInfo, inspect_dataset
 from emloop_ds.core.types import Batch, Stream
 
@@ -21,10 +23,14 @@ __all__ = [
     "ConfigError",
     "DatasetError",
     "DatasetInfo",
+    "DownloadCancelledError",
     "DownloadError",
     "DownloadableDataset",
     "EmloopDsError",
     "ExtractionError",
+    "FileProgress",
+    "NoProgress",
+    "Progress",
     "SourceInfo",
     "Stream",
     "StreamError",

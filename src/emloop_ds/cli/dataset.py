@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from emloop_ds.cli.download import download
 from emloop_ds.cli.info import info
 from emloop_ds.cli.options import config_argument, overrides_argument, verbose_option
 
@@ -55,3 +56,4 @@ def dataset() -> None:
 
 
 dataset.add_command(info)
+dataset.add_command(download)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import math
 import sys
+import traceback
+from collections.abc import Sequence
 from typing import Any
 
 import click
@@ -12,9 +14,18 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from emloop_ds.core.fetch import FileResult
 from emloop_ds.core.schema import DatasetInfo
 
-__all__ = ["dataset_info_json", "print_json", "render_dataset_info", "warn_ragged"]
+__all__ = [
+    "dataset_info_json",
+    "download_results_json",
+    "print_json",
+    "render_dataset_info",
+    "render_download_results",
+    "report_download_failures",
+    "warn_ragged",
+]
 
 
 def print_json(data: Any) -> None:
@@ -92,3 +103,63 @@ def render_dataset_info(info: DatasetInfo) -> None:
                 "[yellow]yes[/yellow]" if source.ragged else "no",
             )
         console.print(table)
+
+
+_STATUS_STYLES = {"failed": "red", "already complete": "dim", "resumed": "yellow"}
+
+
+def download_results_json(results: Sequence[FileResult]) -> list[dict[str, Any]]:
+    """Return the JSON form of ``emloop dataset download``: one object per file."""
+    return [
+        {
+            "filename": result.filename,
+            "url": result.url,
+            "status": result.status,
+            "size_bytes": result.size_bytes,
+            "elapsed_s": round(result.elapsed_s, 3),
+            "checksum": None
+            if result.checksum is None
+            else {
+                "algorithm": result.checksum.algorithm,
+                "digest": result.checksum.digest,
+            },
+            "error": None if result.error is None else str(result.error),
+        }
+        for result in results
+    ]
+
+
+def render_download_results(results: Sequence[FileResult]) -> None:
+    """Print a table of the files with their size, time and status on stdout."""
+    table = Table()
+    table.add_column("file")
+    table.add_column("size", justify="right")
+    table.add_column("time", justify="right")
+    table.add_column("status")
+    for result in results:
+        size = "" if result.size_bytes is None else _format_bytes(result.size_bytes)
+        style = _STATUS_STYLES.get(result.status, "green")
+        table.add_row(
+            escape(result.filename), size, f"{result.elapsed_s:.1f} s", f"[{style}]{result.status}[/{style}]"
+        )
+    Console(file=sys.stdout).print(table)
+
+
+def report_download_failures(results: Sequence[FileResult], verbose: bool) -> None:
+    """Print one line per failed file on stderr (after its traceback if ``verbose``)."""
+    for result in results:
+        if result.error is not None:
+            if verbose:
+                traceback.print_exception(result.error, file=sys.stderr)
+            click.echo(f"error: {result.error}", err=True)
+
+
+def _format_bytes(n_bytes: int) -> str:
+    if n_bytes < 1024:
+        return f"{n_bytes} B"
+    size = n_bytes / 1024
+    for unit in ("KiB", "MiB"):
+        if size < 1024:
+            return f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GiB"

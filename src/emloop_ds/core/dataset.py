@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from emloop_ds.core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from emloop_ds.core.progress import Progress
 
 __all__ = ["AbstractDataset", "BaseDataset", "DownloadableDataset"]
 
@@ -132,3 +135,47 @@ class DownloadableDataset(BaseDataset):
                 "the dataset section of the config or override the download_urls property"
             )
         return self._download_urls
+
+    def download(
+        self,
+        *,
+        jobs: int = 4,
+        timeout_s: float = 30.0,
+        force: bool = False,
+        progress: Progress | None = None,
+    ) -> None:
+        """Maybe download and extract the extra files required.
+
+        If not already downloaded, download all files specified by ``download_urls``, verifying their
+        checksums; then extract the downloaded archives to ``data_root``. Files already complete cost no
+        request. The same as ``emloop dataset download <config>``.
+
+        Args:
+            jobs: how many files to download at once.
+            timeout_s: how long a connection may stay silent before the attempt is retried.
+            force: download every file again, even those already complete.
+            progress: where to report progress; by default a tqdm bar per file (a widget in notebooks).
+                Pass ``emloop_ds.NoProgress()`` for silence.
+
+        Raises:
+            ConfigError: if ``data_root`` or ``download_urls`` is missing or invalid.
+            DownloadError: if any file could not be fetched, verified or extracted, after the others finished.
+        """
+        import logging
+
+        from emloop_ds.core.fetch import fetch_dataset, raise_failures
+        from emloop_ds.core.progress import TqdmProgress
+
+        results = fetch_dataset(
+            self.data_root,
+            self.download_urls,
+            jobs=jobs,
+            timeout_s=timeout_s,
+            force=force,
+            progress=TqdmProgress(leave=True) if progress is None else progress,
+        )
+        logger = logging.getLogger("emloop_ds")
+        for result in results:
+            if result.error is None:
+                logger.info("%s: %s (%s)", result.filename, result.status, result.checksum)
+        raise_failures(results)

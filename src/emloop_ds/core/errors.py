@@ -8,7 +8,8 @@
     ├── StreamError               a stream could not be read
     └── DownloadError             a URL could not be fetched
         ├── ChecksumError         the fetched bytes do not match the configured hash
-        └── ExtractionError       an archive is broken or unsafe to extract
+        ├── ExtractionError       an archive is broken or unsafe to extract
+        └── DownloadCancelledError  exit code 130: the download was interrupted (Ctrl-C)
 
 Each error carries ``exit_code``; the CLI root is the one place that turns it into a process exit.
 """
@@ -19,6 +20,7 @@ __all__ = [
     "ChecksumError",
     "ConfigError",
     "DatasetError",
+    "DownloadCancelledError",
     "DownloadError",
     "EmloopDsError",
     "ExtractionError",
@@ -56,3 +58,9 @@ class ChecksumError(DownloadError):
 
 class ExtractionError(DownloadError):
     """Report that an archive is broken or would write outside its folder."""
+
+
+class DownloadCancelledError(DownloadError):
+    """Report that a download stopped because it was interrupted; its partial file is kept for resuming."""
+
+    exit_code = 130

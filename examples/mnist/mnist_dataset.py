@@ -1,0 +1,84 @@
+"""MNIST handwritten digits as an emloop dataset whose four IDX files are downloaded into data_root."""
+
+import gzip
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from emloop_ds import Batch, DownloadableDataset, StreamError
+
+FILES = {
+    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+}
+IMAGES_MAGIC = 0x00000803  # unsigned bytes, 3 dimensions
+LABELS_MAGIC = 0x00000801  # unsigned bytes, 1 dimension
+
+
+class MNISTDataset(DownloadableDataset):
+    """Serve the 60 000 training and 10 000 test digits; `emloop dataset download` fetches them first."""
+
+    def _configure_dataset(
+        self,
+        output_dir: str | None,
+        data_root: str | None = None,
+        download_urls: list | None = None,
+        batch_size: int = 100,
+        seed: int = 0,
+        **kwargs,
+    ) -> None:
+        if kwargs:
+            raise ValueError(f"unknown config keys: {', '.join(sorted(kwargs))}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        super()._configure_dataset(data_root=data_root, download_urls=download_urls)
+        self._batch_size = batch_size
+        self._rng = np.random.default_rng(seed)
+        self._splits: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+    def train_stream(self) -> Iterator[Batch]:
+        """Yield shuffled batches of `images` (uint8, N×28×28) and `labels`; each call is one epoch."""
+        images, labels = self._split("train")
+        order = self._rng.permutation(len(labels))
+        yield from _batches(images[order], labels[order], self._batch_size)
+
+    def test_stream(self) -> Iterator[Batch]:
+        """Yield the test batches in file order."""
+        yield from _batches(*self._split("test"), self._batch_size)
+
+    def _split(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """Read a split's files on first use: the dataset is built before `download` fetches them."""
+        if name not in self._splits:
+            images_file, labels_file = (Path(self.data_root) / filename for filename in FILES[name])
+            images, labels = read_idx(images_file, IMAGES_MAGIC), read_idx(labels_file, LABELS_MAGIC)
+            if len(images) != len(labels):
+                raise StreamError(
+                    f"{images_file} has {len(images)} images but {labels_file} {len(labels)} labels"
+                )
+            self._splits[name] = images, labels
+        return self._splits[name]
+
+
+def read_idx(path: Path, magic: int) -> np.ndarray:
+    """Read a gzipped IDX file of unsigned bytes (the format of the MNIST files)."""
+    try:
+        with gzip.open(path, "rb") as file:
+            data = file.read()
+    except FileNotFoundError as exc:
+        raise StreamError(
+            f"{path} does not exist; run `emloop dataset download` with this config first"
+        ) from exc
+    except (OSError, EOFError) as exc:
+        raise StreamError(f"cannot read {path}: {exc}; download it again with --force") from exc
+    found = int.from_bytes(data[:4], "big")
+    if found != magic:
+        raise StreamError(f"{path} is not an MNIST IDX file (magic {found:#010x}, expected {magic:#010x})")
+    dimensions = magic & 0xFF
+    shape = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(dimensions)]
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * dimensions).reshape(shape)
+
+
+def _batches(images: np.ndarray, labels: np.ndarray, batch_size: int) -> Iterator[Batch]:
+    for start in range(0, len(labels), batch_size):
+        yield {"images": images[start : start + batch_size], "labels": labels[start : start + batch_size]}

@@ -1,0 +1,111 @@
+"""Define ``emloop dataset download``: fetch, verify and extract the dataset's files into its data_root."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import click
+
+from emloop_ds.cli.options import (
+    VERBOSE_KEY,
+    config_argument,
+    json_option,
+    overrides_argument,
+    verbose_option,
+)
+
+__all__ = ["download"]
+
+
+@click.command("download")
+@config_argument
+@overrides_argument
+@click.option(
+    "--jobs",
+    type=click.IntRange(min=1),
+    default=4,
+    show_default=True,
+    help="How many files to download at once.",
+)
+@click.option(
+    "--timeout",
+    "timeout_s",
+    type=click.FloatRange(min=0, min_open=True),
+    default=30.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Retry a connection that stays silent this long (a stalled transfer).",
+)
+@click.option("--force", is_flag=True, help="Download every file again, even those already complete.")
+@json_option
+@verbose_option
+def download(
+    config: Path, overrides: tuple[str, ...], jobs: int, timeout_s: float, force: bool, as_json: bool
+) -> None:
+    """Download the dataset's files into its data_root: resume, verify checksums, retry, extract archives.
+
+    Example: emloop dataset download examples/mnist/config.yaml --jobs 8
+    """
+    from emloop_ds.core.config import load_config
+    from emloop_ds.core.factory import call_method, create_dataset
+
+    dataset = create_dataset(load_config(config, overrides))
+    if _has_own_download(dataset):
+        call_method(dataset, "download")
+        return
+    _download_files(dataset, jobs=jobs, timeout_s=timeout_s, force=force, as_json=as_json)
+
+
+def _has_own_download(dataset: Any) -> bool:
+    """Tell whether the dataset's download() is its own, not the standard one (which we run ourselves)."""
+    from emloop_ds.core.dataset import DownloadableDataset
+    from emloop_ds.core.errors import ConfigError
+
+    if isinstance(dataset, DownloadableDataset):
+        return type(dataset).download is not DownloadableDataset.download
+    if callable(getattr(dataset, "download", None)):
+        return True
+    raise ConfigError(
+        f"dataset {type(dataset).__name__} has no files to download; derive it from "
+        "emloop_ds.DownloadableDataset and give data_root and download_urls in the config"
+    )
+
+
+def _download_files(dataset: Any, *, jobs: int, timeout_s: float, force: bool, as_json: bool) -> None:
+    from emloop_ds.core.errors import DownloadError
+    from emloop_ds.core.fetch import fetch_dataset
+    from emloop_ds.core.progress import TqdmProgress
+
+    # Rendering needs rich, ~25 ms to import: import it while the downloads wait on the network.
+    preload = threading.Thread(target=_import_rich, name="emloop-ds-preload", daemon=True)
+    preload.start()
+    results = fetch_dataset(
+        dataset.data_root,
+        dataset.download_urls,
+        jobs=jobs,
+        timeout_s=timeout_s,
+        force=force,
+        progress=TqdmProgress(),
+    )
+    preload.join()
+    from emloop_ds.cli import render
+
+    if as_json:
+        render.print_json(render.download_results_json(results))
+    else:
+        render.render_download_results(results)
+    failed = sum(result.error is not None for result in results)
+    if failed:
+        verbose = bool(click.get_current_context().meta.get(VERBOSE_KEY))
+        render.report_download_failures(results, verbose=verbose)
+        raise DownloadError(
+            f"{failed} of {len(results)} files failed; fix the causes above and run the command again "
+            "(complete files are kept, partial ones resumed)"
+        )
+
+
+def _import_rich() -> None:
+    import rich.console
+    import rich.table  # noqa: F401

@@ -1,0 +1,164 @@
+"""Tests of ``emloop dataset download``: exit codes, stdout and stderr, checked separately."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from emloop_ds.cli.main import cli
+from tests.http_server import Fault, LoopbackServer
+
+DATA = os.urandom(40_000)
+SHA256 = hashlib.sha256(DATA).hexdigest()
+
+
+def _config(tmp_path: Path, entries: str, dataset_class: str = "emloop_ds.DownloadableDataset") -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        f"dataset:\n  class: {dataset_class}\n  data_root: {tmp_path / 'data'}\n  download_urls:\n{entries}",
+        encoding="utf-8",
+    )
+    return path
+
+
+def _run(*args: str) -> Result:
+    return CliRunner().invoke(cli, ["dataset", "download", *args])
+
+
+def test_download_prints_a_table_and_exits_0(http_server: LoopbackServer, tmp_path: Path) -> None:
+    url = http_server.add("/data.bin", DATA)
+    result = _run(str(_config(tmp_path, f"    - url: {url}\n      sha256: {SHA256}\n")))
+    assert result.exit_code == 0, result.stderr
+    assert "data.bin" in result.stdout
+    assert "downloaded" in result.stdout
+    assert "39.1 KiB" in result.stdout
+    assert "error" not in result.stderr
+    assert (tmp_path / "data" / "data.bin").read_bytes() == DATA
+
+
+def test_second_run_is_already_complete_and_force_downloads_again(
+    http_server: LoopbackServer, tmp_path: Path
+) -> None:
+    config = str(_config(tmp_path, f"    - {http_server.add('/data.bin', DATA)}\n"))
+    assert _run(config).exit_code == 0
+    second = _run(config)
+    assert "already complete" in second.stdout
+    assert len(http_server.requests()) == 1
+    forced = _run(config, "--force")
+    assert "downloaded" in forced.stdout
+    assert len(http_server.requests()) == 2
+
+
+def test_json_reports_each_file(http_server: LoopbackServer, tmp_path: Path) -> None:
+    url = http_server.add("/data.bin", DATA)
+    result = _run(str(_config(tmp_path, f"    - {url}\n")), "--json")
+    assert result.exit_code == 0
+    [report] = json.loads(result.stdout)
+    assert report["filename"] == "data.bin"
+    assert report["status"] == "downloaded"
+    assert report["size_bytes"] == len(DATA)
+    assert report["checksum"] == {"algorithm": "sha256", "digest": SHA256}
+    assert report["error"] is None
+
+
+def test_failures_are_one_line_each_after_the_others_finish(
+    http_server: LoopbackServer, tmp_path: Path
+) -> None:
+    good = http_server.add("/good.bin", DATA)
+    missing = http_server.add("/missing.bin", DATA, Fault(status=404))
+    bad_sum = http_server.add("/bad.bin", DATA)
+    entries = f"    - {missing}\n    - {good}\n    - url: {bad_sum}\n      sha256: '{'0' * 64}'\n"
+    result = _run(str(_config(tmp_path, entries)))
+    assert result.exit_code == 1
+    assert "good.bin" in result.stdout
+    assert "failed" in result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert lines == [
+        f"error: cannot download {missing}: HTTP 404 Not Found; check the URL",
+        f"error: checksum mismatch for {bad_sum}: expected sha256 {'0' * 64}, got {SHA256}; the file was not "
+        "kept. Check sha256 in the config or ask the data's publisher",
+        "error: 2 of 3 files failed; fix the causes above and run the command again "
+        "(complete files are kept, partial ones resumed)",
+    ]
+    assert (tmp_path / "data" / "good.bin").read_bytes() == DATA
+    assert not (tmp_path / "data" / "bad.bin").exists()
+
+
+def test_verbose_shows_the_traceback_of_a_failure(http_server: LoopbackServer, tmp_path: Path) -> None:
+    url = http_server.add("/missing.bin", DATA, Fault(status=404))
+    result = _run(str(_config(tmp_path, f"    - {url}\n")), "--verbose")
+    assert result.exit_code == 1
+    assert "Traceback" in result.stderr
+    assert "HTTPError" in result.stderr
+
+
+def test_unsafe_archive_is_refused(http_server: LoopbackServer, tmp_path: Path) -> None:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        info = tarfile.TarInfo("escape")
+        info.type, info.linkname = tarfile.SYMTYPE, "../../outside"
+        tar.addfile(info)
+    url = http_server.add("/set.tar.gz", buffer.getvalue())
+    result = _run(str(_config(tmp_path, f"    - {url}\n")))
+    assert result.exit_code == 1
+    assert "refused to extract set.tar.gz: member 'escape' is a link to '../../outside'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.usefixtures("sleeps")
+def test_stalled_transfer_is_retried_after_the_timeout(http_server: LoopbackServer, tmp_path: Path) -> None:
+    url = http_server.add("/data.bin", DATA, Fault(stall_after=10))
+    result = _run(str(_config(tmp_path, f"    - {url}\n")), "--timeout", "0.2")
+    assert result.exit_code == 0, result.stderr
+    assert "data.bin: no data for 0.2 s (stalled transfer); retry 1 of 4 in 1 s" in result.stderr
+    assert (tmp_path / "data" / "data.bin").read_bytes() == DATA
+
+
+def test_bad_entry_is_a_usage_error(tmp_path: Path) -> None:
+    result = _run(str(_config(tmp_path, "    - ftp://example.org/a.zip\n")))
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: download_urls[0]: cannot download 'ftp://example.org/a.zip'")
+
+
+def test_dataset_without_downloads_is_a_usage_error(tmp_path: Path) -> None:
+    (tmp_path / "plain_dataset.py").write_text(
+        "from emloop_ds import BaseDataset\n"
+        "class Plain(BaseDataset):\n"
+        "    def _configure_dataset(self, output_dir, **kwargs):\n"
+        "        pass\n",
+        encoding="utf-8",
+    )
+    config = tmp_path / "config.yaml"
+    config.write_text("dataset:\n  class: plain_dataset.Plain\n", encoding="utf-8")
+    result = _run(str(config))
+    assert result.exit_code == 2
+    assert "has no files to download; derive it from emloop_ds.DownloadableDataset" in result.stderr
+
+
+def test_a_dataset_with_its_own_download_method_is_called(tmp_path: Path) -> None:
+    (tmp_path / "own_download.py").write_text(
+        "from emloop_ds import DownloadableDataset\n"
+        "class Own(DownloadableDataset):\n"
+        "    def download(self):\n"
+        "        print('own download of', self.data_root)\n",
+        encoding="utf-8",
+    )
+    result = _run(str(_config(tmp_path, "    []\n", dataset_class="own_download.Own")))
+    assert result.exit_code == 0
+    assert "own download of" in result.stdout
+
+
+def test_help_start_up_imports_no_download_machinery() -> None:
+    heavy = ("rich", "tqdm", "urllib.request", "http.client", "tarfile", "zipfile")
+    code = f"import sys, emloop_ds.cli.main; print([m for m in {heavy!r} if m in sys.modules])"
+    output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert output.stdout.strip() == "[]"

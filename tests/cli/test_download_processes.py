@@ -1,0 +1,141 @@
+"""Tests that run ``emloop dataset download`` as processes: killed midway, and two at once."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO
+
+from emloop_ds.core.checksum import CHUNK_BYTES
+from tests.http_server import Fault, LoopbackServer
+
+EMLOOP = str(Path(sys.executable).with_name("emloop"))
+DEADLINE_S = 20.0
+
+
+def _wait_until(condition: Callable[[], bool], what: str) -> None:
+    """Poll ``condition`` until it holds; fail after a safety deadline."""
+    pause = threading.Event()
+    for _ in range(int(DEADLINE_S / 0.01)):
+        if condition():
+            return
+        pause.wait(0.01)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _config(tmp_path: Path, entries: str) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        "dataset:\n  class: emloop_ds.DownloadableDataset\n"
+        f"  data_root: {tmp_path / 'data'}\n  download_urls:\n{entries}",
+        encoding="utf-8",
+    )
+    return path
+
+
+def _part_size(folder: Path) -> int:
+    parts = list(folder.glob("*.part")) if folder.is_dir() else []
+    return parts[0].stat().st_size if parts else 0
+
+
+def test_killed_download_resumes_with_a_range_request(http_server: LoopbackServer, tmp_path: Path) -> None:
+    data = os.urandom(6 * CHUNK_BYTES)
+    kept = 3 * CHUNK_BYTES
+    url = http_server.add("/big.bin", data, Fault(stall_after=kept + 1000))
+    config = _config(tmp_path, f"    - url: {url}\n      sha256: {hashlib.sha256(data).hexdigest()}\n")
+    process = subprocess.Popen([EMLOOP, "dataset", "download", str(config)], stderr=subprocess.DEVNULL)
+    try:
+        _wait_until(lambda: _part_size(tmp_path / "data") >= kept, "the part file to hold 3 chunks")
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait(DEADLINE_S)
+    assert not (tmp_path / "data" / "big.bin").exists()  # never a partial file at the final path
+    assert _part_size(tmp_path / "data") == kept
+
+    rerun = subprocess.run([EMLOOP, "dataset", "download", str(config)], capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "resumed" in rerun.stdout
+    assert (tmp_path / "data" / "big.bin").read_bytes() == data
+    assert [request.range for request in http_server.requests()] == [None, f"bytes={kept}-"]
+    assert list((tmp_path / "data").glob("*.part")) == []
+
+
+class _StreamWatcher:
+    """Collect a process's stream on a thread, so a test can wait for a phrase in it."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self.text = ""
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._collect, args=(stream,))
+        self._thread.start()
+
+    def _collect(self, stream: IO[bytes]) -> None:
+        while chunk := os.read(stream.fileno(), 4096):
+            with self._lock:
+                self.text += chunk.decode(errors="replace")
+
+    def contains(self, phrase: str) -> bool:
+        with self._lock:
+            return phrase in self.text
+
+    def join(self) -> str:
+        self._thread.join(DEADLINE_S)
+        return self.text
+
+
+def _archive(members: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, content in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(content)
+            tar.addfile(info, io.BytesIO(content))
+    return buffer.getvalue()
+
+
+def test_two_processes_downloading_at_once_both_succeed(http_server: LoopbackServer, tmp_path: Path) -> None:
+    content = os.urandom(2 * CHUNK_BYTES)
+    archive_url = http_server.add("/set.tar.gz", _archive({"set/a.bin": content}), Fault(stall_after=1000))
+    plain_url = http_server.add("/labels.bin", b"labels")
+    config = str(_config(tmp_path, f"    - {archive_url}\n    - {plain_url}\n"))
+    command = [EMLOOP, "dataset", "download", config]
+    first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    second = None
+    try:
+        _wait_until(
+            lambda: bool(http_server.requests("/set.tar.gz")), "the first process to ask for the archive"
+        )
+        second = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert second.stderr is not None
+        watcher = _StreamWatcher(second.stderr)
+        _wait_until(
+            lambda: watcher.contains("set.tar.gz: waiting for another process"), "the second process to wait"
+        )
+        http_server.release.set()  # the first process may now finish the archive
+        first_out, first_err = first.communicate(timeout=DEADLINE_S)
+        assert second.stdout is not None
+        second_out = second.stdout.read()  # its stderr belongs to the watcher
+        second.wait(DEADLINE_S)
+        watcher.join()
+    finally:
+        for process in (first, second):
+            if process is not None and process.poll() is None:
+                process.kill()
+                process.wait(DEADLINE_S)
+        for stream in (first.stdout, first.stderr, *((second.stdout, second.stderr) if second else ())):
+            if stream is not None:
+                stream.close()
+    assert (first.returncode, second.returncode) == (0, 0), first_err
+    assert b"downloaded" in first_out
+    assert second_out.count(b"already complete") == 2
+    assert (tmp_path / "data" / "set" / "a.bin").read_bytes() == content
+    assert len(http_server.requests("/set.tar.gz")) == 1
+    assert len(http_server.requests("/labels.bin")) == 1

@@ -1,0 +1,162 @@
+"""Tests of fetching a whole dataset: idempotence, --force, extraction, parallelism, failures."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tarfile
+import threading
+from pathlib import Path
+
+import pytest
+
+from emloop_ds import ChecksumError, ConfigError, DownloadableDataset, DownloadError, NoProgress
+from emloop_ds.core.fetch import FileResult, fetch_dataset, raise_failures
+from tests.http_server import Fault, LoopbackServer
+
+DATA = os.urandom(50_000)
+
+
+def _tar_gz(members: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def test_second_run_makes_no_request(http_server: LoopbackServer, tmp_path: Path) -> None:
+    url = http_server.add("/data.bin", DATA)
+    [first] = fetch_dataset(tmp_path, [url])
+    [second] = fetch_dataset(tmp_path, [url])
+    assert (first.status, second.status) == ("downloaded", "already complete")
+    assert len(http_server.requests()) == 1
+    assert second.checksum == first.checksum
+    assert second.size_bytes == len(DATA)
+
+
+def test_force_downloads_again(http_server: LoopbackServer, tmp_path: Path) -> None:
+    url = http_server.add("/data.bin", DATA)
+    fetch_dataset(tmp_path, [url])
+    [result] = fetch_dataset(tmp_path, [url], force=True)
+    assert result.status == "downloaded"
+    assert len(http_server.requests()) == 2
+
+
+def test_changed_file_is_downloaded_again(http_server: LoopbackServer, tmp_path: Path) -> None:
+    url = http_server.add("/data.bin", DATA)
+    fetch_dataset(tmp_path, [url])
+    (tmp_path / "data.bin").write_bytes(b"edited by hand")
+    [result] = fetch_dataset(tmp_path, [url])
+    assert result.status == "downloaded"
+    assert (tmp_path / "data.bin").read_bytes() == DATA
+
+
+def test_file_in_place_with_the_configured_checksum_is_adopted(
+    http_server: LoopbackServer, tmp_path: Path
+) -> None:
+    url = http_server.add("/data.bin", DATA)
+    (tmp_path / "data.bin").write_bytes(DATA)
+    [result] = fetch_dataset(tmp_path, [{"url": url, "sha256": hashlib.sha256(DATA).hexdigest()}])
+    assert result.status == "already complete"
+    assert http_server.requests() == []
+
+
+def test_archive_is_extracted_once(http_server: LoopbackServer, tmp_path: Path) -> None:
+    url = http_server.add("/set.tar.gz", _tar_gz({"set/a.txt": b"alpha", "set/b.txt": b"beta"}))
+    [first] = fetch_dataset(tmp_path, [url])
+    assert first.status == "downloaded"
+    assert (tmp_path / "set" / "b.txt").read_bytes() == b"beta"
+    (tmp_path / "set" / "a.txt").write_bytes(b"changed by the user")
+    [second] = fetch_dataset(tmp_path, [url])
+    assert second.status == "already complete"
+    assert (tmp_path / "set" / "a.txt").read_bytes() == b"changed by the user"
+    assert len(http_server.requests()) == 1
+
+
+def test_interrupted_extraction_is_redone_without_a_request(
+    http_server: LoopbackServer, tmp_path: Path
+) -> None:
+    url = http_server.add("/set.tar.gz", _tar_gz({"set/a.txt": b"alpha"}))
+    fetch_dataset(tmp_path, [url])
+    manifest = tmp_path / ".emloop-ds" / "manifest.json"
+    data = json.loads(manifest.read_text())
+    data["files"]["set.tar.gz"]["extracted"] = False  # as if killed between download and extraction
+    manifest.write_text(json.dumps(data))
+    [result] = fetch_dataset(tmp_path, [url])
+    assert result.status == "extracted"
+    assert len(http_server.requests()) == 1
+
+
+def test_unsafe_archive_fails_its_file(http_server: LoopbackServer, tmp_path: Path) -> None:
+    url = http_server.add("/bad.tar.gz", _tar_gz({"../evil.txt": b"x"}))
+    [result] = fetch_dataset(tmp_path / "root", [url])
+    assert result.status == "failed"
+    assert "member '../evil.txt' has a '..' component" in str(result.error)
+    assert not (tmp_path / "evil.txt").exists()
+
+
+def test_a_failure_does_not_stop_the_other_files(http_server: LoopbackServer, tmp_path: Path) -> None:
+    good = http_server.add("/good.bin", DATA)
+    bad = http_server.add("/bad.bin", DATA, Fault(status=404))
+    results = fetch_dataset(tmp_path, [bad, good], jobs=1)
+    assert [result.status for result in results] == ["failed", "downloaded"]
+    assert isinstance(results[0].error, DownloadError)
+    assert (tmp_path / "good.bin").read_bytes() == DATA
+
+
+def test_jobs_download_files_concurrently(http_server: LoopbackServer, tmp_path: Path) -> None:
+    barrier = threading.Barrier(3)  # each request waits until all three are in flight
+    urls = [http_server.add(f"/{n}.bin", DATA, Fault(barrier=barrier)) for n in range(3)]
+    results = fetch_dataset(tmp_path, urls, jobs=3)
+    assert [result.status for result in results] == ["downloaded"] * 3
+    assert not barrier.broken
+
+
+def test_invalid_settings_are_config_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="jobs must be at least 1"):
+        fetch_dataset(tmp_path, [], jobs=0)
+
+
+def test_data_root_that_cannot_be_made_is_reported(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(DownloadError, match="cannot create data_root"):
+        fetch_dataset(tmp_path / "file" / "root", [])
+
+
+def _failed(message: str, error_class: type[DownloadError] = DownloadError) -> FileResult:
+    return FileResult("f", "u", "failed", 0.0, error=error_class(message))
+
+
+def test_raise_failures_raises_a_single_error_itself() -> None:
+    with pytest.raises(ChecksumError, match="mismatch"):
+        raise_failures([_failed("mismatch", ChecksumError), FileResult("g", "u", "downloaded", 0.0)])
+
+
+def test_raise_failures_lists_several_errors() -> None:
+    with pytest.raises(DownloadError, match="2 of 2 files failed: one; two"):
+        raise_failures([_failed("one"), _failed("two")])
+
+
+class _Downloadable(DownloadableDataset):
+    pass
+
+
+def test_dataset_download_fetches_its_urls(http_server: LoopbackServer, tmp_path: Path) -> None:
+    url = http_server.add("/data.bin", DATA)
+    dataset = _Downloadable(f"data_root: {tmp_path}\ndownload_urls: ['{url}']\n")
+    dataset.download(progress=NoProgress())
+    dataset.download(progress=NoProgress())
+    assert (tmp_path / "data.bin").read_bytes() == DATA
+    assert len(http_server.requests()) == 1
+
+
+def test_dataset_download_raises_the_failure(http_server: LoopbackServer, tmp_path: Path) -> None:
+    url = http_server.add("/data.bin", DATA, Fault(status=404))
+    dataset = _Downloadable(f"data_root: {tmp_path}\ndownload_urls: ['{url}']\n")
+    with pytest.raises(DownloadError, match="HTTP 404"):
+        dataset.download(progress=NoProgress())

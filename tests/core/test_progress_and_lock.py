@@ -1,0 +1,72 @@
+"""Tests of progress reporting (tqdm bars only after a delay, by a fake clock) and of the file lock."""
+
+from __future__ import annotations
+
+import io
+import threading
+from pathlib import Path
+
+import pytest
+
+from emloop_ds import DownloadCancelledError
+from emloop_ds.core.lock import hold_lock
+from emloop_ds.core.progress import TqdmProgress
+
+
+def test_bar_appears_only_after_the_delay() -> None:
+    now = [0.0]
+    stream = io.StringIO()
+    progress = TqdmProgress(file=stream, delay_s=0.5, clock=lambda: now[0]).open_file("train.tar.gz")
+    progress.start(None, 0)  # no Content-Length: the bar counts bytes without a total
+    progress.advance(1000)
+    assert stream.getvalue() == ""
+    now[0] = 0.6
+    progress.advance(2048)
+    progress.close()
+    assert "train.tar.gz" in stream.getvalue()
+    assert "2.98kB" in stream.getvalue()  # 3048 bytes in KiB, counted from before the bar appeared
+
+
+def test_notes_are_lines_naming_the_file() -> None:
+    stream = io.StringIO()
+    TqdmProgress(file=stream).open_file("a.zip").note("HTTP 503; retry 1 of 4 in 1 s")
+    assert stream.getvalue() == "a.zip: HTTP 503; retry 1 of 4 in 1 s\n"
+
+
+def test_lock_excludes_other_holders_and_tells_them_to_wait(tmp_path: Path) -> None:
+    lock_path = tmp_path / "locks" / "a.lock"
+    waited = threading.Event()
+    entered = threading.Event()
+
+    def second_holder() -> None:
+        with hold_lock(lock_path, on_wait=waited.set):
+            entered.set()
+
+    with hold_lock(lock_path):
+        thread = threading.Thread(target=second_holder)
+        thread.start()
+        assert not entered.wait(0.1)  # blocked while the first holder keeps the lock
+    thread.join(10)
+    assert entered.is_set()
+
+
+def test_waiting_for_a_lock_can_be_cancelled(tmp_path: Path) -> None:
+    lock_path = tmp_path / "a.lock"
+    cancel = threading.Event()
+    cancel.set()
+    errors: list[BaseException] = []
+
+    def waiter() -> None:
+        try:
+            with hold_lock(lock_path, cancel=cancel):
+                pass
+        except DownloadCancelledError as exc:
+            errors.append(exc)
+
+    with hold_lock(lock_path):
+        thread = threading.Thread(target=waiter)
+        thread.start()
+        thread.join(10)
+    assert len(errors) == 1
+    with pytest.raises(DownloadCancelledError), hold_lock(lock_path, cancel=cancel):
+        raise DownloadCancelledError("body")
