@@ -268,7 +268,9 @@ class StreamWrapper:
             return batch
 
     def _start_thread(self) -> None:
-        """Start an enqueueing thread; no producer may be running (NOTE [buffer protocol])."""
+        """Start an enqueueing thread once the previous one, told to stop or failed, has ended."""
+        if self._thread is not None:
+            self._thread.join()  # normally done; still busy only if a Ctrl-C interrupted _stop_thread
         stop_event = threading.Event()
         self._thread = threading.Thread(
             target=self._enqueue_batches,
@@ -307,9 +309,8 @@ class StreamWrapper:
                     self._buffer.append(item)
                     self._ready.notify()
                     may_produce = self._wait_for_slot(stop_event)
-        except (
-            BaseException
-        ) as exc:  # even SystemExit: it must reach the consumer, not end the thread quietly
+        # Even SystemExit must reach the consumer rather than end the thread quietly.
+        except BaseException as exc:
             failure = _ProducerFailure(exc)
         with self._ready:
             if failure is not None:
@@ -356,8 +357,6 @@ class StreamWrapper:
         try:
             while not self._buffer:
                 if not self._is_producing:  # the last producer failed (NOTE [buffer protocol])
-                    if self._thread is not None:
-                        self._thread.join()
                     self._start_thread()
                 self._ready.wait()
         finally:
