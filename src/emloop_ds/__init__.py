@@ -10,9 +10,11 @@ from emloop_ds.core.errors import (
     EmloopDsError,
     ExtractionError,
     StreamError,
+    StreamProducerError,
 )
 from emloop_ds.core.progress import FileProgress, NoProgress, Progress
 from emloop_ds.core.schema import DatasetInfo, SourceInfo, StreamInfo, inspect_dataset
+from emloop_ds.core.stream import StreamWrapper
 from emloop_ds.core.types import Batch, Stream
 
 __all__ = [
@@ -35,5 +37,7 @@ __all__ = [
     "Stream",
     "StreamError",
     "StreamInfo",
+    "StreamProducerError",
+    "StreamWrapper",
     "inspect_dataset",
 ]

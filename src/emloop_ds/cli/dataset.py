@@ -10,6 +10,7 @@ import click
 from emloop_ds.cli.download import download
 from emloop_ds.cli.info import info
 from emloop_ds.cli.options import config_argument, overrides_argument, verbose_option
+from emloop_ds.cli.stream import stream
 
 __all__ = ["dataset"]
 
@@ -57,3 +58,4 @@ def dataset() -> None:
 
 dataset.add_command(info)
 dataset.add_command(download)
+dataset.add_command(stream)

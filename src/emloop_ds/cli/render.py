@@ -16,6 +16,7 @@ from rich.table import Table
 
 from emloop_ds.core.fetch import FileResult
 from emloop_ds.core.schema import DatasetInfo
+from emloop_ds.core.throughput import ThroughputReport
 
 __all__ = [
     "dataset_info_json",
@@ -23,7 +24,9 @@ __all__ = [
     "print_json",
     "render_dataset_info",
     "render_download_results",
+    "render_throughput",
     "report_download_failures",
+    "throughput_json",
     "warn_ragged",
 ]
 
@@ -163,3 +166,71 @@ def _format_bytes(n_bytes: int) -> str:
             return f"{size:.1f} {unit}"
         size /= 1024
     return f"{size:.1f} GiB"
+
+
+def throughput_json(report: ThroughputReport) -> dict[str, Any]:
+    """Return the JSON form of ``emloop dataset stream``; unknown figures are null."""
+    return {
+        "stream": report.stream,
+        "epochs": report.epochs,
+        "epoch_size": report.epoch_size,
+        "buffer_size": report.buffer_size,
+        "eager": report.eager,
+        "batches": report.batches,
+        "examples": report.examples,
+        "bytes": report.nbytes,
+        "seconds": report.seconds,
+        "batches_per_second": report.batches_per_second,
+        "examples_per_second": report.examples_per_second,
+        "megabytes_per_second": report.megabytes_per_second,
+        "first_batch_seconds": report.first_batch_seconds,
+        "wait_median_seconds": report.wait_median_seconds,
+        "wait_p95_seconds": report.wait_p95_seconds,
+        "wait_max_seconds": report.wait_max_seconds,
+    }
+
+
+def render_throughput(report: ThroughputReport) -> None:
+    """Print the summary of ``emloop dataset stream`` as a table on stdout."""
+    epochs = f"{report.epochs:,}" + (
+        "" if report.epoch_size is None else f" of {report.epoch_size:,} batches"
+    )
+    mode = "eager" if report.eager else "gated"
+    buffering = f"{report.buffer_size:,} batches ({mode})" if report.buffer_size else "none"
+    table = Table(title=escape(f"{report.stream} stream"), title_justify="left")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    megabytes = None if report.nbytes is None else report.nbytes / 1e6
+    for measure, value in (
+        ("epochs", epochs),
+        ("buffer", buffering),
+        ("batches", f"{report.batches:,}"),
+        ("examples", f"{report.examples:,}"),
+        ("data", _figure(megabytes, "MB")),
+        ("wall time", _figure(report.seconds, "s", digits=3)),
+        ("batches/s", _figure(report.batches_per_second)),
+        ("examples/s", _figure(report.examples_per_second)),
+        ("MB/s", _figure(report.megabytes_per_second)),
+        ("time to first batch", _milliseconds(report.first_batch_seconds)),
+        ("wait per batch, median", _milliseconds(report.wait_median_seconds)),
+        ("wait per batch, p95", _milliseconds(report.wait_p95_seconds)),
+        ("wait per batch, max", _milliseconds(report.wait_max_seconds)),
+    ):
+        table.add_row(measure, value)
+    console = Console(file=sys.stdout)
+    console.print(table)
+    if report.batches_per_second:
+        console.print(
+            f"The stream delivers a batch every {1e3 / report.batches_per_second:.3g} ms; "
+            "a training step that takes longer is not waiting for data."
+        )
+
+
+def _figure(value: float | None, unit: str = "", digits: int = 1) -> str:
+    if value is None:
+        return "–"
+    return f"{value:,.{digits}f} {unit}".rstrip()
+
+
+def _milliseconds(seconds: float | None) -> str:
+    return "–" if seconds is None else f"{seconds * 1e3:,.3f} ms"

@@ -6,12 +6,14 @@
     ├── ConfigError               exit code 2: config file, YAML, overrides, class path, missing keys
     ├── DatasetError              the dataset's own code failed (import, constructor, method)
     ├── StreamError               a stream could not be read
+    │   └── StreamProducerError   a buffered stream's producer thread failed; also a ChildProcessError
     └── DownloadError             a URL could not be fetched
         ├── ChecksumError         the fetched bytes do not match the configured hash
         ├── ExtractionError       an archive is broken or unsafe to extract
         └── DownloadCancelledError  exit code 130: the download was interrupted (Ctrl-C)
 
 Each error carries ``exit_code``; the CLI root is the one place that turns it into a process exit.
+``describe_exception`` renders any exception as the one line our messages quote.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ __all__ = [
     "EmloopDsError",
     "ExtractionError",
     "StreamError",
+    "StreamProducerError",
+    "describe_exception",
 ]
 
 
@@ -48,6 +52,14 @@ class StreamError(EmloopDsError):
     """Report that a stream could not be read."""
 
 
+class StreamProducerError(StreamError, ChildProcessError):
+    """Report that the producer thread of a buffered stream failed; ``__cause__`` is the original error.
+
+    It is a ``ChildProcessError`` as the emloop documentation of ``StreamWrapper`` promises, and one of our
+    errors so that the command line reports it as one line.
+    """
+
+
 class DownloadError(EmloopDsError):
     """Report that a file could not be downloaded."""
 
@@ -64,3 +76,9 @@ class DownloadCancelledError(DownloadError):
     """Report that a download stopped because it was interrupted; its partial file is kept for resuming."""
 
     exit_code = 130
+
+
+def describe_exception(exc: BaseException) -> str:
+    """Return ``Type: first line of the message`` of an exception, for quoting in a one-line message."""
+    message = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {message[0]}" if message else type(exc).__name__

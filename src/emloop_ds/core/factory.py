@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from emloop_ds.core.config import DatasetConfig
-from emloop_ds.core.errors import ConfigError, DatasetError, EmloopDsError
+from emloop_ds.core.errors import ConfigError, DatasetError, EmloopDsError, describe_exception
 
 __all__ = ["call_method", "create_dataset", "import_dataset_class", "public_methods"]
 
@@ -29,7 +29,7 @@ def create_dataset(config: DatasetConfig, output_dir: str | None = None) -> Any:
         raise
     except Exception as exc:
         raise DatasetError(
-            f"dataset {config.class_path} failed to build: {_describe(exc)}; "
+            f"dataset {config.class_path} failed to build: {describe_exception(exc)}; "
             "fix the dataset's config or code (--verbose shows the traceback)"
         ) from exc
 
@@ -56,10 +56,10 @@ def import_dataset_class(class_path: str, search_dirs: list[Path]) -> type:
                 f"cannot find module `{module_name}` for dataset.class {class_path}; "
                 f"check the name, or put {module_name.replace('.', '/')}.py in one of: {folders}"
             ) from exc
-        raise DatasetError(f"importing module `{module_name}` failed: {_describe(exc)}") from exc
+        raise DatasetError(f"importing module `{module_name}` failed: {describe_exception(exc)}") from exc
     except Exception as exc:
         raise DatasetError(
-            f"importing module `{module_name}` failed: {_describe(exc)}; fix the module "
+            f"importing module `{module_name}` failed: {describe_exception(exc)}; fix the module "
             "(--verbose shows the traceback)"
         ) from exc
     dataset_class = getattr(module, class_name, None)
@@ -103,7 +103,7 @@ def call_method(dataset: Any, name: str) -> Any:
         raise
     except Exception as exc:
         raise DatasetError(
-            f"{class_name}.{name}() failed: {_describe(exc)} (--verbose shows the traceback)"
+            f"{class_name}.{name}() failed: {describe_exception(exc)} (--verbose shows the traceback)"
         ) from exc
 
 
@@ -113,9 +113,3 @@ def _takes_no_arguments(function: Any) -> bool:
     except (TypeError, ValueError):
         return False
     return all(p.default is not p.empty or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in parameters)
-
-
-def _describe(exc: BaseException) -> str:
-    """Return ``Type: message`` of an exception on one line."""
-    message = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {message[0]}" if message else type(exc).__name__

@@ -1,0 +1,73 @@
+"""Define ``emloop dataset stream``: read a stream and report how fast it delivers batches."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from emloop_ds.cli.options import config_argument, json_option, overrides_argument, verbose_option
+
+__all__ = ["stream"]
+
+
+@click.command("stream")
+@config_argument
+@overrides_argument
+@click.option("--stream", "stream_name", default="train", show_default=True, help="The stream to read.")
+@click.option(
+    "--epoch-size",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Batches per epoch, continuing over restarts of the stream.  [default: one pass of the stream]",
+)
+@click.option("--epochs", type=click.IntRange(min=1), default=1, show_default=True, help="Epochs to read.")
+@click.option(
+    "--buffer",
+    "buffer_size",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Batches a background thread prepares ahead; 0 reads in the foreground.",
+)
+@click.option(
+    "--eager",
+    is_flag=True,
+    help="Let the buffer fill whenever it has room, not only while the reader waits (needs --buffer).",
+)
+@json_option
+@verbose_option
+def stream(
+    config: Path,
+    overrides: tuple[str, ...],
+    stream_name: str,
+    epoch_size: int | None,
+    epochs: int,
+    buffer_size: int,
+    eager: bool,
+    as_json: bool,
+) -> None:
+    """Read a stream with a progress bar, then show batches, examples, rates and waits per batch.
+
+    Example: emloop dataset stream examples/iris/config.yaml --epochs 10 --buffer 4
+    """
+    from tqdm import tqdm
+
+    from emloop_ds.cli.render import print_json, render_throughput, throughput_json
+    from emloop_ds.core.config import load_config
+    from emloop_ds.core.factory import create_dataset
+    from emloop_ds.core.throughput import find_stream, measure_stream
+
+    if eager and buffer_size == 0:
+        raise click.UsageError("--eager needs a buffer: add --buffer N with N of 1 or more")
+    stream_fn = find_stream(create_dataset(load_config(config, overrides)), stream_name)
+    total = epochs * epoch_size if epoch_size is not None else None
+    with tqdm(desc=stream_name, total=total, unit=" batches", file=sys.stderr, dynamic_ncols=True) as bar:
+        report = measure_stream(
+            stream_fn, stream_name, epochs, epoch_size, buffer_size, eager, on_batch=bar.update
+        )
+    if as_json:
+        print_json(throughput_json(report))
+    else:
+        render_throughput(report)
