@@ -45,6 +45,14 @@ def test_download_prints_a_table_and_exits_0(http_server: LoopbackServer, tmp_pa
     assert (tmp_path / "data" / "data.bin").read_bytes() == DATA
 
 
+def test_table_prints_file_names_literally(http_server: LoopbackServer, tmp_path: Path) -> None:
+    url = http_server.add("/data.bin", DATA)
+    entries = f"    - url: {url}\n      filename: '[bold]x:smile:.bin'\n"
+    result = _run(str(_config(tmp_path, entries)))
+    assert result.exit_code == 0, result.stderr
+    assert "[bold]x:smile:.bin" in result.stdout
+
+
 def test_second_run_is_already_complete_and_force_downloads_again(
     http_server: LoopbackServer, tmp_path: Path
 ) -> None:

@@ -118,3 +118,36 @@ def test_to_config_str_round_trips_arguments_and_output_dir() -> None:
         "output_dir": "out",
     }
     assert decode_yaml(config.to_config_str())["output_dir"] is None
+
+
+def test_yaml_1_2_that_libyaml_rejects_is_still_read() -> None:
+    # libyaml reads YAML 1.1, where a colon inside a plain flow scalar is an error (NOTE [libyaml]).
+    assert decode_yaml("urls: [http://host/a.zip, {url: http://host/b.tar}]") == {
+        "urls": ["http://host/a.zip", {"url": "http://host/b.tar"}]
+    }
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "yes",
+        "no",
+        "12:30:00",
+        "0o17",
+        "010",
+        "1e3",
+        "a: b",
+        "- x",
+        "#c",
+        "",
+        " lead",
+        "a\nb",
+        "é€😀",
+        "x" * 200,
+    ],
+)
+def test_to_config_str_round_trips_awkward_strings(value: str) -> None:
+    config = DatasetConfig("mod.Data", {"value": value, "values": [value, {value: value}]})
+    decoded = decode_yaml(config.to_config_str())
+    assert decoded["value"] == value
+    assert decoded["values"] == [value, {value: value}]

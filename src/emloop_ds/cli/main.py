@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import sys
 from typing import Any
 
@@ -54,4 +55,10 @@ cli.add_command(dataset)
 
 def main() -> None:
     """Run the ``emloop`` command line."""
-    cli(prog_name="emloop")
+    try:
+        cli(prog_name="emloop")
+    finally:
+        # Shutdown runs the garbage collector over every object of every module imported (click, rich,
+        # http.client...): exiting after a download took ~30 ms, ~9 ms with them frozen. Nothing left needs
+        # the collector (files and locks are closed by ``with``), so let shutdown skip them.
+        gc.freeze()

@@ -16,8 +16,10 @@ ALGORITHMS = {"sha256": 64, "md5": 32}
 DEFAULT_ALGORITHM = "sha256"
 """Hashed when the config gives no checksum, so the result can be pinned in the config."""
 
-CHUNK_BYTES = 1 << 20
-"""Bytes per read: big enough that per-chunk Python work is negligible next to copying and hashing."""
+CHUNK_BYTES = 1 << 19
+"""Bytes per read: big enough that per-chunk Python work is negligible next to copying and hashing, small
+enough that the buffers in flight stay in the CPU cache between being received and being hashed (256 MB
+on loopback with sha256, in-process: 1 MiB chunks ~245 ms, 512 KiB ~228 ms, 256 KiB ~230 ms)."""
 
 
 @dataclass(frozen=True)
