@@ -7,7 +7,7 @@ import math
 import sys
 import traceback
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
@@ -15,9 +15,11 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from emloop_ds.core.fetch import FileResult
 from emloop_ds.core.schema import DatasetInfo
-from emloop_ds.core.throughput import ThroughputReport
+
+if TYPE_CHECKING:  # each command imports only its own core modules
+    from emloop_ds.core.fetch import FileResult
+    from emloop_ds.core.throughput import ThroughputReport
 
 __all__ = [
     "dataset_info_json",
