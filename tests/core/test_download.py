@@ -13,6 +13,7 @@ import pytest
 from emloop_ds import ChecksumError, DownloadCancelledError, DownloadError
 from emloop_ds.core.checksum import CHUNK_BYTES, Checksum
 from emloop_ds.core.download import RetryPolicy, download_file, part_path
+from emloop_ds.core.progress import NoProgress
 from tests.http_server import Fault, LoopbackServer
 
 DATA = os.urandom(300_000)
@@ -112,6 +113,7 @@ def test_client_errors_fail_at_once(
     assert f"cannot download {url}: {phrase}; check the URL" in str(caught.value)
     assert len(http_server.requests()) == 1
     assert sleeps == []
+    assert list(tmp_path.iterdir()) == []  # not even an empty part file
 
 
 def test_missing_file_on_server_is_a_404(http_server: LoopbackServer, tmp_path: Path) -> None:
@@ -197,6 +199,7 @@ def test_connection_refused_is_reported(tmp_path: Path) -> None:
     with pytest.raises(DownloadError) as caught:
         download_file(url, tmp_path / "data.bin")
     assert f"cannot download {url}: connection refused (gave up after 5 attempts" in str(caught.value)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_file_url_is_copied(tmp_path: Path) -> None:
@@ -222,13 +225,29 @@ def test_missing_file_url_fails_at_once(tmp_path: Path) -> None:
 
 
 def test_cancel_keeps_the_part_for_resuming(http_server: LoopbackServer, tmp_path: Path) -> None:
+    data = os.urandom(3 * CHUNK_BYTES)
+    url = http_server.add("/data.bin", data)
+    cancel = threading.Event()
+
+    class CancelAfterFirstChunk(NoProgress):
+        def advance(self, n_bytes: int) -> None:
+            cancel.set()
+
+    with pytest.raises(DownloadCancelledError):
+        download_file(url, tmp_path / "data.bin", cancel=cancel, progress=CancelAfterFirstChunk())
+    assert not (tmp_path / "data.bin").exists()
+    part = part_path(tmp_path / "data.bin", url)
+    assert 0 < part.stat().st_size < len(data)
+    assert part.read_bytes() == data[: part.stat().st_size]
+
+
+def test_cancel_before_any_byte_leaves_no_part(http_server: LoopbackServer, tmp_path: Path) -> None:
     url = http_server.add("/data.bin", DATA)
     cancel = threading.Event()
     cancel.set()
     with pytest.raises(DownloadCancelledError):
         download_file(url, tmp_path / "data.bin", cancel=cancel)
-    assert not (tmp_path / "data.bin").exists()
-    assert part_path(tmp_path / "data.bin", url).exists()
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_no_resume_starts_from_scratch(http_server: LoopbackServer, tmp_path: Path) -> None:

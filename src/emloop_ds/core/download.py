@@ -80,12 +80,16 @@ def download_file(
     part = part_path(target, url)
     _remove_other_parts(target, keep=part if resume else None)
     algorithm = checksum.algorithm if checksum is not None else DEFAULT_ALGORITHM
-    with PartFile(part, algorithm, resume) as part_file:
-        _fetch_with_retries(
-            url, part_file, timeout_s, retry or DEFAULT_RETRY, progress or NoProgress(), cancel
-        )
-        actual = part_file.finish()
-        size_bytes, resumed = part_file.size, part_file.resumed
+    try:
+        with PartFile(part, algorithm, resume) as part_file:
+            _fetch_with_retries(
+                url, part_file, timeout_s, retry or DEFAULT_RETRY, progress or NoProgress(), cancel
+            )
+            actual = part_file.finish()
+            size_bytes, resumed = part_file.size, part_file.resumed
+    except DownloadError:
+        _remove_if_empty(part)  # a part that received nothing has nothing to resume
+        raise
     if checksum is not None and actual != checksum:
         part.unlink(missing_ok=True)
         raise ChecksumError(
@@ -97,6 +101,14 @@ def download_file(
     except OSError as exc:
         raise DownloadError(f"cannot move {part} to {target}: {exc.strerror}; check data_root") from exc
     return DownloadOutcome(size_bytes, actual, resumed)
+
+
+def _remove_if_empty(part: Path) -> None:
+    try:
+        if part.stat().st_size == 0:
+            part.unlink()
+    except FileNotFoundError:
+        pass
 
 
 def _remove_other_parts(target: Path, keep: Path | None) -> None:
