@@ -8,6 +8,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from emloop_ds.core.errors import describe_exception
+
 __all__ = [
     "DatasetInfo",
     "SourceInfo",
@@ -89,8 +91,7 @@ def inspect_stream(name: str, stream_fn: Callable[[], Any], batches: int = 1) ->
                 sources[source.name] = source if earlier is None else _merge(earlier, source)
             seen += 1
     except Exception as exc:
-        message = str(exc).strip().splitlines()
-        return StreamInfo(name, (), f"{type(exc).__name__}: {message[0]}" if message else type(exc).__name__)
+        return StreamInfo(name, (), describe_exception(exc))
     if seen == 0:
         return StreamInfo(name, (), "the stream yielded no batches")
     return StreamInfo(name, tuple(sources.values()))
