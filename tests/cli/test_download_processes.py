@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import signal
 import subprocess
 import sys
-import tarfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
 from emloop_ds.core.checksum import CHUNK_BYTES
+from tests.archives import tar_gz
 from tests.http_server import Fault, LoopbackServer
 
 EMLOOP = str(Path(sys.executable).with_name("emloop"))
@@ -91,19 +90,9 @@ class _StreamWatcher:
         return self.text
 
 
-def _archive(members: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        for name, content in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(content)
-            tar.addfile(info, io.BytesIO(content))
-    return buffer.getvalue()
-
-
 def test_two_processes_downloading_at_once_both_succeed(http_server: LoopbackServer, tmp_path: Path) -> None:
     content = os.urandom(2 * CHUNK_BYTES)
-    archive_url = http_server.add("/set.tar.gz", _archive({"set/a.bin": content}), Fault(stall_after=1000))
+    archive_url = http_server.add("/set.tar.gz", tar_gz({"set/a.bin": content}), Fault(stall_after=1000))
     plain_url = http_server.add("/labels.bin", b"labels")
     config = str(_config(tmp_path, f"    - {archive_url}\n    - {plain_url}\n"))
     command = [EMLOOP, "dataset", "download", config]

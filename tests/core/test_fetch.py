@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
-import tarfile
 import threading
 from pathlib import Path
 
@@ -14,19 +12,10 @@ import pytest
 
 from emloop_ds import ChecksumError, ConfigError, DownloadableDataset, DownloadError, NoProgress
 from emloop_ds.core.fetch import FileResult, fetch_dataset, raise_failures
+from tests.archives import tar_gz
 from tests.http_server import Fault, LoopbackServer
 
 DATA = os.urandom(50_000)
-
-
-def _tar_gz(members: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
 
 
 def test_second_run_makes_no_request(http_server: LoopbackServer, tmp_path: Path) -> None:
@@ -67,7 +56,7 @@ def test_file_in_place_with_the_configured_checksum_is_adopted(
 
 
 def test_archive_is_extracted_once(http_server: LoopbackServer, tmp_path: Path) -> None:
-    url = http_server.add("/set.tar.gz", _tar_gz({"set/a.txt": b"alpha", "set/b.txt": b"beta"}))
+    url = http_server.add("/set.tar.gz", tar_gz({"set/a.txt": b"alpha", "set/b.txt": b"beta"}))
     [first] = fetch_dataset(tmp_path, [url])
     assert first.status == "downloaded"
     assert (tmp_path / "set" / "b.txt").read_bytes() == b"beta"
@@ -81,7 +70,7 @@ def test_archive_is_extracted_once(http_server: LoopbackServer, tmp_path: Path) 
 def test_interrupted_extraction_is_redone_without_a_request(
     http_server: LoopbackServer, tmp_path: Path
 ) -> None:
-    url = http_server.add("/set.tar.gz", _tar_gz({"set/a.txt": b"alpha"}))
+    url = http_server.add("/set.tar.gz", tar_gz({"set/a.txt": b"alpha"}))
     fetch_dataset(tmp_path, [url])
     manifest = tmp_path / ".emloop-ds" / "manifest.json"
     data = json.loads(manifest.read_text())
@@ -93,7 +82,7 @@ def test_interrupted_extraction_is_redone_without_a_request(
 
 
 def test_unsafe_archive_fails_its_file(http_server: LoopbackServer, tmp_path: Path) -> None:
-    url = http_server.add("/bad.tar.gz", _tar_gz({"../evil.txt": b"x"}))
+    url = http_server.add("/bad.tar.gz", tar_gz({"../evil.txt": b"x"}))
     [result] = fetch_dataset(tmp_path / "root", [url])
     assert result.status == "failed"
     assert "member '../evil.txt' has a '..' component" in str(result.error)
