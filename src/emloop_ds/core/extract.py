@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from emloop_ds.core.archive_member import MemberChecker
-from emloop_ds.core.errors import ExtractionError
+from emloop_ds.core.errors import ExtractionError, describe_exception
 
 __all__ = ["ARCHIVE_SUFFIXES", "archive_format", "extract_archive", "remove_stale_staging"]
 
@@ -142,10 +142,8 @@ def _broken(archive: Path, exc: BaseException) -> ExtractionError:
             f"cannot extract {archive.name}: cannot write into data_root ({exc.strerror}); "
             "free disk space or check the permissions of data_root"
         )
-    detail = str(exc).strip().splitlines()
-    reason = f"{type(exc).__name__}: {detail[0]}" if detail else type(exc).__name__
     return ExtractionError(
-        f"cannot extract {archive.name}: the archive is broken or unreadable ({reason}); "
+        f"cannot extract {archive.name}: the archive is broken or unreadable ({describe_exception(exc)}); "
         "run the download with --force, or ask the data's publisher"
     )
 
