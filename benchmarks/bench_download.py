@@ -206,7 +206,7 @@ def bench_latency(work: Path, emloop: str, runs: int, floors: Floors) -> None:
 
 
 def _timed_fetch(data_root: Path, entries: list[dict[str, str]], jobs: int) -> float:
-    from emloop_ds.core.fetch import fetch_dataset
+    from emloop_ds.core.download.fetch import fetch_dataset
 
     _remove(data_root)()
     started = time.perf_counter()

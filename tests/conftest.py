@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from emloop_ds.core import download
+from emloop_ds.core.download import transfer as download
 from tests.http_server import LoopbackServer
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

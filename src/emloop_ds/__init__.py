@@ -1,6 +1,7 @@
 """emloop-ds: configure, inspect, stream and download machine-learning datasets."""
 
 from emloop_ds.core.dataset import AbstractDataset, BaseDataset, DownloadableDataset
+from emloop_ds.core.download.progress import FileProgress, NoProgress, Progress
 from emloop_ds.core.errors import (
     ChecksumError,
     ConfigError,
@@ -12,9 +13,8 @@ from emloop_ds.core.errors import (
     StreamError,
     StreamProducerError,
 )
-from emloop_ds.core.progress import FileProgress, NoProgress, Progress
 from emloop_ds.core.schema import DatasetInfo, SourceInfo, StreamInfo, inspect_dataset
-from emloop_ds.core.stream import StreamWrapper
+from emloop_ds.core.stream.wrapper import StreamWrapper
 from emloop_ds.core.types import Batch, Stream
 
 __all__ = [

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
-from emloop_ds.core.checksum import CHUNK_BYTES
+from emloop_ds.core.download.checksum import CHUNK_BYTES
 from tests.archives import tar_gz
 from tests.http_server import Fault, LoopbackServer
 

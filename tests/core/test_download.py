@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from emloop_ds import ChecksumError, DownloadCancelledError, DownloadError
-from emloop_ds.core.checksum import CHUNK_BYTES, Checksum
-from emloop_ds.core.download import RetryPolicy, download_file, part_path
-from emloop_ds.core.progress import NoProgress
+from emloop_ds.core.download.checksum import CHUNK_BYTES, Checksum
+from emloop_ds.core.download.progress import NoProgress
+from emloop_ds.core.download.transfer import RetryPolicy, download_file, part_path
 from tests.http_server import Fault, LoopbackServer
 
 DATA = os.urandom(300_000)

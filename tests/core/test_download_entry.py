@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from emloop_ds import ConfigError
-from emloop_ds.core.checksum import Checksum
-from emloop_ds.core.download_entry import DownloadEntry, parse_download_entries
+from emloop_ds.core.download.checksum import Checksum
+from emloop_ds.core.download.entry import DownloadEntry, parse_download_entries
 
 SHA256 = "3A" * 32
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from emloop_ds import ExtractionError
-from emloop_ds.core.extract import archive_format, extract_archive
+from emloop_ds.core.download.extract import archive_format, extract_archive
 
 
 def _tar(path: Path, *members: tuple[str, str, str | bytes]) -> Path:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from emloop_ds import ChecksumError, ConfigError, DownloadableDataset, DownloadError, NoProgress
-from emloop_ds.core.fetch import FileResult, fetch_dataset, raise_failures
+from emloop_ds.core.download.fetch import FileResult, fetch_dataset, raise_failures
 from tests.archives import tar_gz
 from tests.http_server import Fault, LoopbackServer
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from emloop_ds import DownloadCancelledError
-from emloop_ds.core.lock import hold_lock
-from emloop_ds.core.progress import TqdmProgress
+from emloop_ds.core.download.lock import hold_lock
+from emloop_ds.core.download.progress import TqdmProgress
 
 
 def test_bar_appears_only_after_the_delay() -> None:

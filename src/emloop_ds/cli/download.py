@@ -74,9 +74,9 @@ def _has_own_download(dataset: Any) -> bool:
 
 
 def _download_files(dataset: Any, *, jobs: int, timeout_s: float, force: bool, as_json: bool) -> None:
+    from emloop_ds.core.download.fetch import fetch_dataset
+    from emloop_ds.core.download.progress import TqdmProgress
     from emloop_ds.core.errors import DownloadError
-    from emloop_ds.core.fetch import fetch_dataset
-    from emloop_ds.core.progress import TqdmProgress
 
     # Rendering needs rich, ~25 ms to import: import it while the downloads wait on the network.
     preload = threading.Thread(target=_import_rich, name="emloop-ds-preload", daemon=True)

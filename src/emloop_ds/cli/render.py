@@ -18,7 +18,7 @@ from rich.text import Text
 from emloop_ds.core.schema import DatasetInfo
 
 if TYPE_CHECKING:  # each command imports only its own core modules
-    from emloop_ds.core.fetch import FileResult
+    from emloop_ds.core.download.fetch import FileResult
     from emloop_ds.core.throughput import ThroughputReport
 
 __all__ = [

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from emloop_ds.core.errors import ConfigError
 
 if TYPE_CHECKING:
-    from emloop_ds.core.progress import Progress
+    from emloop_ds.core.download.progress import Progress
 
 __all__ = ["AbstractDataset", "BaseDataset", "DownloadableDataset"]
 
@@ -163,8 +163,8 @@ class DownloadableDataset(BaseDataset):
         """
         import logging
 
-        from emloop_ds.core.fetch import fetch_dataset, raise_failures
-        from emloop_ds.core.progress import TqdmProgress
+        from emloop_ds.core.download.fetch import fetch_dataset, raise_failures
+        from emloop_ds.core.download.progress import TqdmProgress
 
         results = fetch_dataset(
             self.data_root,

@@ -11,7 +11,7 @@ from typing import Any
 
 from emloop_ds.core.errors import ConfigError, EmloopDsError, StreamError, describe_exception
 from emloop_ds.core.schema import STREAM_SUFFIX, stream_names
-from emloop_ds.core.stream import StreamWrapper
+from emloop_ds.core.stream.wrapper import StreamWrapper
 
 __all__ = ["ThroughputReport", "find_stream", "measure_stream"]
 

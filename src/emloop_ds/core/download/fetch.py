@@ -10,14 +10,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from emloop_ds.core.checksum import Checksum, hash_file
-from emloop_ds.core.download import RetryPolicy, download_file
-from emloop_ds.core.download_entry import DownloadEntry, parse_download_entries
+from emloop_ds.core.download.checksum import Checksum, hash_file
+from emloop_ds.core.download.entry import DownloadEntry, parse_download_entries
+from emloop_ds.core.download.extract import extract_archive, remove_stale_staging
+from emloop_ds.core.download.lock import hold_lock
+from emloop_ds.core.download.manifest import Manifest, ManifestRecord
+from emloop_ds.core.download.progress import FileProgress, NoProgress, Progress
+from emloop_ds.core.download.transfer import RetryPolicy, download_file
 from emloop_ds.core.errors import ConfigError, DownloadError
-from emloop_ds.core.extract import extract_archive, remove_stale_staging
-from emloop_ds.core.lock import hold_lock
-from emloop_ds.core.manifest import Manifest, ManifestRecord
-from emloop_ds.core.progress import FileProgress, NoProgress, Progress
 
 __all__ = ["STATUSES", "FileResult", "fetch_dataset", "raise_failures"]
 

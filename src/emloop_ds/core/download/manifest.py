@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from emloop_ds.core.checksum import Checksum
+from emloop_ds.core.download.checksum import Checksum
+from emloop_ds.core.download.lock import hold_lock
 from emloop_ds.core.errors import DownloadError
-from emloop_ds.core.lock import hold_lock
 
 __all__ = ["STATE_DIR", "Manifest", "ManifestRecord"]
 

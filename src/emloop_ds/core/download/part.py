@@ -6,10 +6,10 @@ import threading
 from pathlib import Path
 from types import TracebackType
 
-from emloop_ds.core.checksum import Checksum, StreamingHasher
+from emloop_ds.core.download.checksum import Checksum, StreamingHasher
+from emloop_ds.core.download.progress import FileProgress
+from emloop_ds.core.download.response import Body
 from emloop_ds.core.errors import DownloadCancelledError, DownloadError
-from emloop_ds.core.progress import FileProgress
-from emloop_ds.core.response import Body
 
 __all__ = ["PartFile"]
 

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from emloop_ds.core.archive_member import MemberChecker
+from emloop_ds.core.download.archive_member import MemberChecker
 from emloop_ds.core.errors import ExtractionError, describe_exception
 
 __all__ = ["ARCHIVE_SUFFIXES", "archive_format", "extract_archive", "remove_stale_staging"]

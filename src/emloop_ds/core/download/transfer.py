@@ -16,11 +16,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from emloop_ds.core.checksum import DEFAULT_ALGORITHM, Checksum
+from emloop_ds.core.download.checksum import DEFAULT_ALGORITHM, Checksum
+from emloop_ds.core.download.part import PartFile
+from emloop_ds.core.download.progress import FileProgress, NoProgress
+from emloop_ds.core.download.response import Body, RestartError, RetryableError, open_body
 from emloop_ds.core.errors import ChecksumError, DownloadCancelledError, DownloadError
-from emloop_ds.core.part import PartFile
-from emloop_ds.core.progress import FileProgress, NoProgress
-from emloop_ds.core.response import Body, RestartError, RetryableError, open_body
 
 __all__ = ["DEFAULT_RETRY", "DownloadOutcome", "RetryPolicy", "download_file", "part_path"]
 

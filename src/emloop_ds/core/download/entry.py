@@ -8,10 +8,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from emloop_ds.core.checksum import ALGORITHMS, Checksum
+from emloop_ds.core.download.checksum import ALGORITHMS, Checksum
+from emloop_ds.core.download.extract import archive_format
+from emloop_ds.core.download.manifest import STATE_DIR
 from emloop_ds.core.errors import ConfigError
-from emloop_ds.core.extract import archive_format
-from emloop_ds.core.manifest import STATE_DIR
 
 __all__ = ["DownloadEntry", "parse_download_entries", "parse_download_entry"]
 
