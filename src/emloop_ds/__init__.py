@@ -14,6 +14,7 @@ from emloop_ds.core.errors import (
     StreamProducerError,
 )
 from emloop_ds.core.schema import DatasetInfo, SourceInfo, StreamInfo, inspect_dataset
+from emloop_ds.core.stream.shard import Shard
 from emloop_ds.core.stream.wrapper import StreamWrapper
 from emloop_ds.core.types import Batch, Stream
 
@@ -33,6 +34,7 @@ __all__ = [
     "FileProgress",
     "NoProgress",
     "Progress",
+    "Shard",
     "SourceInfo",
     "Stream",
     "StreamError",

@@ -21,7 +21,11 @@ class AbstractDataset:
     """
 
     def __init__(self, config_str: str) -> None:
-        """Create a new dataset configured with the given YAML string (obligatory)."""
+        """Create a new dataset configured with the given YAML string (obligatory).
+
+        The string is kept, so that worker processes can rebuild the dataset from its class and config.
+        """
+        self._config_str = config_str
 
 
 class BaseDataset(AbstractDataset):
