@@ -118,6 +118,7 @@ def _start_local_cluster(distributed: Any, worker_count: int, timeout_s: float) 
         dashboard_address="127.0.0.1:0",
         worker_dashboard_address="127.0.0.1:0",
         silence_logs=logging.WARNING,
+        preload=["emloop_ds.core.stream.dask.worker_setup"],
     )
     try:
         client = distributed.Client(cluster, set_as_default=False, direct_to_workers=True)

@@ -1,0 +1,152 @@
+"""Measure the Dask engine on a LocalCluster: speed-up of a GIL-bound producer, start-up, overhead, MB/s.
+
+Run with ``python benchmarks/bench_dask.py`` (needs ``pip install 'emloop-ds[dask]'``). Every figure is
+the median of 5 runs in this process; the targets come from issue 10. The producer reports its own busy
+time with each batch, so the speed-up is measured against the ideal of the same run (MEASUREMENTS.md).
+
+Until the merge logic of issue 8 is on main, a small driver here plays the reader's side of the shard
+protocol: round-robin over the shards, ``BUFFER`` credits per shard, one more per batch received.
+"""
+
+from __future__ import annotations
+
+import functools
+import statistics
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from emloop_ds.core.stream.dask import DaskEngine
+from emloop_ds.core.stream.engine import ShardEnd, ShardFailure, StreamSpec
+from emloop_ds.core.stream.shard import Shard
+
+RUNS = 5
+WORKERS = 2
+SPIN_BATCHES = 400
+SPIN_S = 0.010
+TRIVIAL_BATCHES = 4000
+LARGE_BATCHES = 200
+LARGE_BYTES = 4 * 2**20
+
+
+def spin_stream(batches: int, shard: Shard) -> Iterator[dict[str, list[float]]]:
+    """Yield this shard's part of ``batches`` batches, each after SPIN_S of pure-Python work."""
+    for _ in shard.select(range(batches)):
+        start = time.perf_counter()
+        while time.perf_counter() - start < SPIN_S:
+            pass
+        yield {"busy_s": [time.perf_counter() - start]}
+
+
+def trivial_stream(batches: int, shard: Shard) -> Iterator[dict[str, list[int]]]:
+    """Yield this shard's part of ``batches`` one-number batches."""
+    for index in shard.select(range(batches)):
+        yield {"i": [index]}
+
+
+def large_stream(batches: int, shard: Shard) -> Iterator[dict[str, Any]]:
+    """Yield this shard's part of ``batches`` batches of one prepared LARGE_BYTES float32 array."""
+    array = np.ones(LARGE_BYTES // 4, dtype=np.float32)
+    for _ in shard.select(range(batches)):
+        yield {"x": array}
+
+
+def read_epoch(engine: DaskEngine, epoch: int, buffer: int) -> list[Any]:
+    """Read one pass of every shard round-robin, as the ordered merge does; return the batches."""
+    batches = []
+    live = list(range(engine.shard_count))
+    for shard in live:
+        engine.start_pass(shard, epoch)
+        engine.grant(shard, buffer)
+    while live:
+        for shard in list(live):
+            _, item = engine.receive(shard)
+            if isinstance(item, ShardFailure):
+                raise RuntimeError(f"shard {shard} failed on {item.where}") from item.error
+            if isinstance(item, ShardEnd):
+                live.remove(shard)
+            else:
+                batches.append(item)
+                engine.grant(shard, 1)
+    return batches
+
+
+def spec_of(stream: Any, batches: int) -> StreamSpec:
+    return StreamSpec(stream.__name__, function=functools.partial(stream, batches))
+
+
+def measure_speedup() -> None:
+    engine = DaskEngine(spec_of(spin_stream, SPIN_BATCHES), WORKERS)
+    try:
+        read_epoch(engine, 0, 2)  # warm: the workers import and unpickle the stream
+        ratios = []
+        for epoch in range(1, RUNS + 1):
+            start = time.perf_counter()
+            batches = read_epoch(engine, epoch, 2)
+            wall = time.perf_counter() - start
+            ratios.append(sum(batch["busy_s"][0] for batch in batches) / wall)
+    finally:
+        engine.close()
+    print(
+        f"GIL-bound producer {SPIN_S * 1000:g} ms/batch, {WORKERS} workers, {SPIN_BATCHES} batches, warm: "
+        f"producers' busy / wall = {statistics.median(ratios):.2f}x (target >= 1.6x; "
+        f"runs {', '.join(f'{ratio:.2f}' for ratio in ratios)})"
+    )
+
+
+def measure_first_batch() -> None:
+    times = []
+    for _ in range(RUNS):
+        start = time.perf_counter()
+        engine = DaskEngine(spec_of(trivial_stream, 10), WORKERS)
+        try:
+            engine.start_pass(0, 0)
+            engine.grant(0, 1)
+            engine.receive(0)
+            times.append(time.perf_counter() - start)
+        finally:
+            engine.close()
+    print(
+        f"constructing the engine to the first batch, LocalCluster of {WORKERS} started: "
+        f"{statistics.median(times):.2f} s (target <= 2 s; runs {', '.join(f'{t:.2f}' for t in times)})"
+    )
+
+
+def measure_transfer() -> None:
+    engines = {
+        "trivial": DaskEngine(spec_of(trivial_stream, TRIVIAL_BATCHES), WORKERS),
+        "large": DaskEngine(spec_of(large_stream, LARGE_BATCHES), WORKERS),
+    }
+    try:
+        for engine in engines.values():
+            read_epoch(engine, 0, 2)
+        results: dict[tuple[str, int], list[float]] = {}
+        for run in range(RUNS):  # interleave the variants
+            for buffer in (2, 16):
+                for name, engine in engines.items():
+                    start = time.perf_counter()
+                    read_epoch(engine, run + 1, buffer)
+                    results.setdefault((name, buffer), []).append(time.perf_counter() - start)
+    finally:
+        for engine in engines.values():
+            engine.close()
+    for buffer in (2, 16):
+        wall = statistics.median(results[("trivial", buffer)])
+        large_wall = statistics.median(results[("large", buffer)])
+        print(
+            f"buffer {buffer:>2} per shard: trivial batches {wall / TRIVIAL_BATCHES * 1e6:.0f} us/batch; "
+            f"{LARGE_BYTES >> 20} MB batches {LARGE_BATCHES * LARGE_BYTES / large_wall / 1e6:.0f} MB/s"
+        )
+    print("worker-process engine: not on main yet, measured by benchmarks/bench_workers.py once it is")
+
+
+def main() -> None:
+    measure_speedup()
+    measure_first_batch()
+    measure_transfer()
+
+
+if __name__ == "__main__":
+    main()
