@@ -170,8 +170,8 @@ class DaskEngine:
         count, state.credit = state.credit, 0
         state.in_flight += 1
         client = self._client()
-        with client.as_current():  # actor calls need a current client (MEASUREMENTS.md)
-            call = state.actor.produce(state.generation, state.epoch, count)
+        # The actor was made under `client.as_current()`, so its calls go through this client.
+        call = state.actor.produce(state.generation, state.epoch, count)
         results, incarnation = self._results, state.incarnation
 
         async def forward() -> None:
