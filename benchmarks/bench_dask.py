@@ -31,12 +31,31 @@ LARGE_BATCHES = 200
 LARGE_BYTES = 4 * 2**20
 
 
-def spin_stream(batches: int, shard: Shard) -> Iterator[dict[str, list[float]]]:
-    """Yield this shard's part of ``batches`` batches, each after SPIN_S of pure-Python work."""
+def spin(iterations: int) -> int:
+    """Do ``iterations`` steps of pure-Python work, holding the GIL."""
+    total = 0
+    for step in range(iterations):
+        total += step & 7
+    return total
+
+
+def calibrate_spin() -> int:
+    """Return the iterations of ``spin`` that take about SPIN_S here and now (the median of 5 tries)."""
+    probe = 100_000
+    times = []
+    for _ in range(RUNS):
+        start = time.perf_counter()
+        spin(probe)
+        times.append(time.perf_counter() - start)
+    return int(probe * SPIN_S / statistics.median(times))
+
+
+def spin_stream(batches: int, iterations: int, shard: Shard) -> Iterator[dict[str, list[float]]]:
+    """Yield this shard's part of ``batches`` batches, each after a fixed amount of GIL-bound work, with
+    the time that work took (the producer's busy time)."""
     for _ in shard.select(range(batches)):
         start = time.perf_counter()
-        while time.perf_counter() - start < SPIN_S:
-            pass
+        spin(iterations)
         yield {"busy_s": [time.perf_counter() - start]}
 
 
@@ -73,12 +92,12 @@ def read_epoch(engine: DaskEngine, epoch: int, buffer: int) -> list[Any]:
     return batches
 
 
-def spec_of(stream: Any, batches: int) -> StreamSpec:
-    return StreamSpec(stream.__name__, function=functools.partial(stream, batches))
+def spec_of(stream: Any, *arguments: int) -> StreamSpec:
+    return StreamSpec(stream.__name__, function=functools.partial(stream, *arguments))
 
 
 def measure_speedup() -> None:
-    engine = DaskEngine(spec_of(spin_stream, SPIN_BATCHES), WORKERS)
+    engine = DaskEngine(spec_of(spin_stream, SPIN_BATCHES, calibrate_spin()), WORKERS)
     try:
         read_epoch(engine, 0, 2)  # warm: the workers import and unpickle the stream
         ratios = []

@@ -21,6 +21,7 @@ makes the next call bigger (fewer round trips per batch).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import queue
 import uuid
@@ -245,27 +246,28 @@ class DaskEngine:
         return self._session.client
 
     def _place_actors(self, shards: Any) -> None:
-        """Create the actors of ``shards``, each shard on the next worker in turn, and wait for them."""
+        """Create the actors of ``shards``, each shard preferring the next worker in turn (never one that
+        lost an actor of this engine), and wait for them."""
         client = self._client()
-        workers = sorted(client.ncores())
+        lost = {state.address for state in self._shards if state.is_lost}
+        workers = sorted(set(client.ncores()) - lost) or sorted(client.ncores())
         if not workers:
             raise StreamError(f"the Dask scheduler at {self.scheduler} has no workers left for the shards")
         placed = []
         for shard in shards:
             state = self._shards[shard]
-            address = workers[shard % len(workers)]
-            future = client.submit(
+            state.actor_future = client.submit(
                 ShardActor,
                 self._spec,
                 shard,
                 self.shard_count,
                 self._shipped_file,
                 actor=True,
-                workers=[address],
+                workers=[workers[shard % len(workers)]],
+                allow_other_workers=True,  # a preference: the worker may be gone by now
                 key=f"emloop-ds-shard-{shard}-{self._token}-{state.incarnation}",
                 pure=False,
             )
-            state.actor_future, state.address = future, address
             state.incarnation += 1
             state.in_flight, state.is_lost = 0, False
             placed.append(state)
@@ -273,19 +275,21 @@ class DaskEngine:
             with client.as_current():
                 for state in placed:
                     state.actor = state.actor_future.result(timeout=self._timeout_s)
+            holders = client.who_has([state.actor_future for state in placed])
         except Exception as exc:
             raise StreamError(
                 f"could not start the stream's shards on the Dask workers ({describe_exception(exc)}); "
                 "check that emloop-ds and the dataset's dependencies are installed on every worker"
             ) from exc
+        for state in placed:
+            state.address = next(iter(holders.get(state.actor_future.key, ())), "(unknown address)")
 
 
 def _release(session: DaskSession, shards: list[_ShardState], plugins: list[str]) -> None:
     """Drop the actors and our worker plugins, then close the session (on close, collection and exit)."""
     for state in shards:
         state.actor = state.actor_future = None
-    try:
-        for name in plugins:  # on a cluster we did not start; the shipped archive stays on the workers
+    for name in plugins:  # on a cluster we did not start; the shipped archive stays on the workers
+        with contextlib.suppress(Exception):  # the scheduler may be gone; closing goes on regardless
             session.client.unregister_worker_plugin(name)
-    finally:
-        session.close()
+    session.close()
