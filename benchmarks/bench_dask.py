@@ -133,6 +133,31 @@ def measure_first_batch() -> None:
     )
 
 
+def measure_in_process() -> None:
+    """Time the same trivial and 4 MB streams read in the reader's process, unbuffered and buffered."""
+    from emloop_ds import StreamWrapper
+
+    results: dict[int, list[float]] = {}
+    stream_fn = functools.partial(trivial_stream, TRIVIAL_BATCHES, shard=Shard(0, 1))
+    for _ in range(RUNS):
+        for buffer in (0, 16):
+            with StreamWrapper(stream_fn, "bench", buffer_size=buffer, eager=buffer > 0) as stream:
+                start = time.perf_counter()
+                for _batch in stream:
+                    pass
+                results.setdefault(buffer, []).append(time.perf_counter() - start)
+    for buffer, label in ((0, "in-process, no buffer"), (16, "in-process, thread buffer 16")):
+        trivial_us = statistics.median(results[buffer]) / TRIVIAL_BATCHES * 1e6
+        print(f"{label:<34} trivial batches {trivial_us:7.1f} us/batch   (arrays are passed, not copied)")
+
+
+def print_transfer(label: str, trivial_walls: list[float], large_walls: list[float]) -> None:
+    trivial_us = statistics.median(trivial_walls) / TRIVIAL_BATCHES * 1e6
+    large_mb_s = LARGE_BATCHES * LARGE_BYTES / statistics.median(large_walls) / 1e6
+    print(f"{label:<34} trivial batches {trivial_us:7.1f} us/batch   {LARGE_BYTES >> 20} MB batches "
+          f"{large_mb_s:7.0f} MB/s")  # fmt: skip
+
+
 def measure_transfer() -> None:
     engines = {
         "trivial": DaskEngine(spec_of(trivial_stream, TRIVIAL_BATCHES), WORKERS),
@@ -152,18 +177,15 @@ def measure_transfer() -> None:
         for engine in engines.values():
             engine.close()
     for buffer in (2, 16):
-        wall = statistics.median(results[("trivial", buffer)])
-        large_wall = statistics.median(results[("large", buffer)])
-        print(
-            f"buffer {buffer:>2} per shard: trivial batches {wall / TRIVIAL_BATCHES * 1e6:.0f} us/batch; "
-            f"{LARGE_BYTES >> 20} MB batches {LARGE_BATCHES * LARGE_BYTES / large_wall / 1e6:.0f} MB/s"
-        )
+        label = f"Dask, {WORKERS} workers, buffer {buffer}"
+        print_transfer(label, results[("trivial", buffer)], results[("large", buffer)])
     print("worker-process engine: not on main yet, measured by benchmarks/bench_workers.py once it is")
 
 
 def main() -> None:
     measure_speedup()
     measure_first_batch()
+    measure_in_process()
     measure_transfer()
 
 
