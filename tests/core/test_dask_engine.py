@@ -229,6 +229,30 @@ def test_killed_worker_fails_its_shard_naming_it_and_the_address(
     assert [batch["i"][0] for batch in items[0][:-1]] == list(range(0, 400, 2))
 
 
+def test_no_scheduler_given_uses_the_one_in_dask_config(cluster: DaskTestCluster, tmp_path: Path) -> None:
+    import dask.config
+
+    cluster.wait_for_workers()
+    with dask.config.set({"scheduler-address": cluster.address}):
+        engine = DaskEngine(_spec(tmp_path, 5), 2, scheduler_timeout_s=20)
+    try:
+        assert engine.scheduler == cluster.address
+        assert [len(shard_items) for shard_items in _read_pass(engine)] == [4, 3]
+    finally:
+        engine.close()
+
+
+def test_a_client_given_is_used_and_left_open(cluster: DaskTestCluster, tmp_path: Path) -> None:
+    cluster.wait_for_workers()
+    engine = DaskEngine(_spec(tmp_path, 3), 1, scheduler=cluster.client, scheduler_timeout_s=20)
+    try:
+        assert engine.scheduler == cluster.address
+        assert [len(shard_items) for shard_items in _read_pass(engine)] == [4]
+    finally:
+        engine.close()
+    assert cluster.client.status == "running"
+
+
 def test_unreachable_scheduler_fails_within_the_timeout(tmp_path: Path) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
