@@ -305,7 +305,7 @@ def test_leaving_with_waits_only_for_the_batch_in_progress() -> None:
     with stream:
         assert numbers([next(stream)]) == [0]
         assert in_batch.wait(WAIT_S)
-        stop_event = stream._stop_event
+        stop_event = stream._thread_buffer()._stop_event
         assert stop_event is not None
         finisher = threading.Thread(target=lambda: stop_event.wait(WAIT_S) and finish.set())
         finisher.start()
