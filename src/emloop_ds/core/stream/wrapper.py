@@ -30,8 +30,9 @@ class StreamWrapper:
     """Dataset stream wrapper which manages buffering, epoch cutting etc.
 
     It restarts the dataset stream after each pass, cuts epochs of ``epoch_size`` batches across those
-    restarts, optionally prepares up to ``buffer_size`` batches in a background thread, and records how
-    long each read waited in ``profile``. A buffered wrapper must be iterated inside ``with``::
+    restarts, optionally prepares up to ``buffer_size`` batches of the current epoch in a background
+    thread, and records how long each read waited in ``profile``. A buffered wrapper is iterated inside
+    ``with``, which runs and stops the thread (reading it before any ``with`` is a ``ValueError``)::
 
         stream = StreamWrapper(dataset.train_stream, 'train')
         for batch in stream:  # 1st epoch
@@ -154,7 +155,8 @@ class StreamWrapper:
             StopIteration: at the end of the epoch.
             StreamProducerError: if the buffer's producer failed (a ``ChildProcessError``).
             StreamError: if a fixed-size epoch cannot be filled because the stream yields nothing.
-            RuntimeError: if a buffered wrapper is iterated outside ``with``.
+            StreamNotEnteredError: if a buffered wrapper is read before it was ever entered with ``with``
+                (a ``ValueError``, as in emloop).
         """
         if self._profile is None:
             batch = self._read()
