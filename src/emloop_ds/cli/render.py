@@ -194,6 +194,7 @@ def throughput_json(report: ThroughputReport) -> dict[str, Any]:
         "wait_median_seconds": report.wait_median_seconds,
         "wait_p95_seconds": report.wait_p95_seconds,
         "wait_max_seconds": report.wait_max_seconds,
+        "interrupted": report.interrupted,
     }
 
 
@@ -204,7 +205,8 @@ def render_throughput(report: ThroughputReport) -> None:
     )
     mode = "eager" if report.eager else "gated"
     buffering = f"{report.buffer_size:,} batches ({mode})" if report.buffer_size else "none"
-    table = Table(title=escape(f"{report.stream} stream"), title_justify="left")
+    title = f"{report.stream} stream" + (" (interrupted by Ctrl-C)" if report.interrupted else "")
+    table = Table(title=escape(title), title_justify="left")
     table.add_column("measure")
     table.add_column("value", justify="right")
     megabytes = None if report.nbytes is None else report.nbytes / 1e6

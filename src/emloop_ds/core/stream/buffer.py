@@ -230,8 +230,9 @@ class ThreadBuffer:
     def _wait_for_slot(self, stop_event: threading.Event) -> bool:
         """Wait, holding ``_ready``, until the producer may start an item; return False once told to stop."""
         while not stop_event.is_set():
-            is_gate_open = self._is_eager or self._gate_openers > 0 or self._is_reader_waiting
-            if len(self._buffer) < self._size and is_gate_open:
+            if len(self._buffer) < self._size and (
+                self._is_eager or self._gate_openers > 0 or self._is_reader_waiting
+            ):
                 return True
             self._ready.wait()  # NOTE [buffer gate]
         return False
