@@ -242,4 +242,7 @@ def _figure(value: float | None, unit: str = "", digits: int = 1) -> str:
 
 
 def _milliseconds(seconds: float | None) -> str:
-    return "–" if seconds is None else f"{seconds * 1e3:,.3f} ms"
+    if seconds is None:
+        return "–"
+    # Waits on a fast stream are fractions of a microsecond: keep three significant digits for them.
+    return f"{seconds * 1e3:.3g} ms" if 0 < seconds < 1e-3 else f"{seconds * 1e3:,.3f} ms"
