@@ -227,17 +227,19 @@ def _with_value_range(source: SourceInfo, array: Any) -> SourceInfo:
     """Add the range of the finite values and the counts of NaN and infinities."""
     import numpy as np
 
-    finite = np.isfinite(array) if array.dtype.kind == "f" else None
-    if finite is None or finite.all():
-        return replace(source, min=_number(array.min()), max=_number(array.max()))
+    low, high = array.min(), array.max()  # NaN propagates, so finite bounds mean finite values
+    if array.dtype.kind != "f" or (np.isfinite(low) and np.isfinite(high)):
+        return replace(source, min=_number(low), max=_number(high))
+    finite = np.isfinite(array)
     nan = int(np.count_nonzero(np.isnan(array)))
     posinf = int(np.count_nonzero(array == np.inf))
     neginf = array.size - int(np.count_nonzero(finite)) - nan - posinf
     counted = replace(source, nan=nan, posinf=posinf, neginf=neginf)
-    if not finite.any():
+    if nan + posinf + neginf == array.size:
         return counted
-    values = array[finite]
-    return replace(counted, min=_number(values.min()), max=_number(values.max()))
+    low = array.min(where=finite, initial=np.inf)  # where= spares a copy of the finite values
+    high = array.max(where=finite, initial=-np.inf)
+    return replace(counted, min=_number(low), max=_number(high))
 
 
 def _number(value: Any) -> Number:

@@ -75,11 +75,12 @@ class Moments:
         """Return the moments of a one-dimensional array of finite numbers."""
         if values.size == 0:
             return cls()
-        as_float = values.astype(np.float64, copy=False)
+        deviations = values.astype(np.float64)  # a copy: subtracting in place must not touch the batch
         with np.errstate(over="ignore", invalid="ignore"):  # values near 1e308 overflow to inf, not raise
-            mean = float(as_float.mean())
-            deviations = as_float - mean
-            return cls(int(values.size), mean, float(deviations @ deviations))
+            mean = float(deviations.mean())
+            deviations -= mean
+            # einsum, not a BLAS dot: several times faster here when BLAS threads compete for the cores
+            return cls(int(values.size), mean, float(np.einsum("i,i->", deviations, deviations)))
 
     def merge(self, other: Moments) -> Moments:
         """Return the moments of the values of both."""
@@ -172,14 +173,26 @@ def count_histograms(
         KeyError: if a batch lacks one of the sources.
     """
     counts = {name: np.zeros(HISTOGRAM_BINS, dtype=np.int64) for name in edges}
+    edge_arrays = {name: np.array(source_edges, dtype=np.float64) for name, source_edges in edges.items()}
     for number, batch in enumerate(batches, start=1):
         if not isinstance(batch, Mapping):
             raise ValueError(f"batch {number} of the second pass is a {type(batch).__name__}, not a mapping")
-        for name, source_edges in edges.items():
-            bins_range = (source_edges[0], source_edges[-1])
+        for name, source_edges in edge_arrays.items():
             for chunk in _finite_chunks(np.asarray(batch[name])):
-                counts[name] += np.histogram(chunk, bins=HISTOGRAM_BINS, range=bins_range)[0]
+                counts[name] += _bin_counts(chunk, source_edges)
     return {name: tuple(int(count) for count in bins) for name, bins in counts.items()}
+
+
+def _bin_counts(chunk: np.ndarray[Any, Any], edges: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """Count values in ``[edges[k], edges[k+1])``, the last bin closed, as ``np.histogram`` does.
+
+    Counting the values below each edge is several times faster than ``np.histogram`` for 8 bins, and
+    exact: comparisons with float64 edges need no rounding correction. Values outside the edges are left out.
+    """
+    values = chunk if chunk.dtype.kind == "f" else chunk.astype(np.float64)
+    below = [np.count_nonzero(values < edge) for edge in edges[:-1]]
+    below.append(np.count_nonzero(values <= edges[-1]))
+    return np.diff(below)
 
 
 def _finite_chunks(array: np.ndarray[Any, Any]) -> Iterator[np.ndarray[Any, Any]]:
