@@ -82,17 +82,18 @@ def test_the_wait_sketch_stays_small_over_100k_waits_and_is_within_1_percent() -
     sizes = []
     for n, wait in enumerate(waits.tolist()):
         sketch.add(wait)
-        if n % 10_000 == 0:
-            sizes.append(sketch.bucket_count)
+        if n % 1_000 == 0:
+            sizes.append(sketch.stored_numbers)
     exact = np.sort(waits)
     assert sketch.count == len(waits)
     assert sketch.max_seconds == exact[-1]
     for fraction in (0.01, 0.5, 0.95, 0.999):
         nearest_rank = exact[math.ceil(fraction * len(exact)) - 1]
         assert sketch.quantile(fraction) == pytest.approx(nearest_rank, rel=0.01)
-    # the size follows the spread of the waits, not their number: ~1,000 buckets for 8 decades
-    assert sizes[-1] < 1_100
-    assert sizes[-1] - sizes[len(sizes) // 2] < 50
+    # the size follows the spread of the waits, not their number: ~1,000 buckets for 8 decades (only
+    # rare extremes open new ones), plus at most PENDING_LIMIT durations waiting to be bucketed
+    assert max(sizes) < 2 * 1_100 + WaitSketch.PENDING_LIMIT
+    assert max(sizes[len(sizes) // 2 :]) - max(sizes[: len(sizes) // 2]) < 300  # a list: +50,000
 
 
 def test_the_wait_sketch_of_nothing_and_of_zeros() -> None:
@@ -102,12 +103,12 @@ def test_the_wait_sketch_of_nothing_and_of_zeros() -> None:
     for _ in range(3):
         sketch.add(0.0)
     sketch.add(2.0)
-    assert (sketch.quantile(0.5), sketch.quantile(1.0), sketch.max_seconds) == (
-        0.0,
-        pytest.approx(2.0, rel=0.01),
-        2.0,
-    )
-    assert sketch.bucket_count == 2
+    assert sketch.count == 4
+    assert (sketch.quantile(0.5), sketch.max_seconds) == (0.0, 2.0)
+    assert sketch.quantile(1.0) == pytest.approx(2.0, rel=0.01)
+    sketch.add(1.0)  # adding goes on after a quantile was asked for
+    assert sketch.count == 5
+    assert sketch.quantile(0.8) == pytest.approx(1.0, rel=0.01)
 
 
 # --- long runs: Ctrl-C and endless streams ----------------------------------------------------------
