@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -211,3 +212,41 @@ def test_python_dash_m_runs_the_cli() -> None:
     )
     assert result.returncode == 0
     assert "dataset" in result.stdout
+
+
+@pytest.mark.parametrize("kind", ["device", "fifo", "too large"])
+def test_a_config_that_is_no_small_regular_file_is_refused_in_one_line(
+    emloop_command: str, tmp_path: Path, kind: str
+) -> None:
+    if kind == "device":
+        config, message = Path("/dev/zero"), "config /dev/zero is a character device, not a regular file"
+    elif kind == "fifo":
+        config, message = tmp_path / "config.yaml", "config.yaml is a FIFO, not a regular file"
+        os.mkfifo(config)
+    else:
+        config, message = tmp_path / "big.yaml", "big.yaml is larger than 10 MB, too large for a config"
+        with config.open("wb") as file:
+            file.truncate(50 * 1024 * 1024)
+    result = run_emloop(emloop_command, "dataset", "info", str(config))
+    assert (result.returncode, result.stdout) == (2, "")
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert result.stderr.startswith("error: ")
+    assert message in result.stderr
+
+
+def test_an_override_naming_no_section_is_one_line_naming_the_sections(write_dataset: WriteDataset) -> None:
+    config = write_dataset(DATASET)
+    code, out, err = invoke("dataset", "summary", str(config), "datset.batch_size=2")
+    assert (code, out) == (2, "")
+    assert err == (
+        f"error: override 'datset.batch_size=2' names no section of config {config}: "
+        "`datset` is not one of its sections (dataset); check the first part of the key\n"
+    )
+
+
+def test_an_error_caused_by_an_override_names_the_override(write_dataset: WriteDataset) -> None:
+    config = write_dataset(DATASET)
+    code, out, err = invoke("dataset", "info", str(config), "dataset.class=nosuch.Data")
+    assert (code, out) == (2, "")
+    assert "cannot find module `nosuch` for dataset.class nosuch.Data in override 'dataset.class=" in err
+    assert str(config) not in err
