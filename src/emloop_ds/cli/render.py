@@ -119,8 +119,8 @@ def warn_of_findings(info: DatasetInfo) -> None:
                 binned = sum(source.stats.histogram.counts)
                 if binned != source.stats.count:
                     click.echo(
-                        f"warning: the histogram of {where} counts {binned:,} values, the mean "
-                        f"{source.stats.count:,}: the stream yielded other data when called again "
+                        f"warning: the histogram of {where} holds {binned:,} of the {source.stats.count:,} "
+                        "values of the first pass: the stream yielded other data when called again "
                         "(shuffled?); inspect whole epochs with --batches for a histogram of the same data",
                         err=True,
                     )
@@ -166,7 +166,7 @@ def _sources_table(stream: StreamInfo) -> Table:
 def _stats_table(stream: StreamInfo) -> Table:
     table = Table(title=escape(f"{stream.name} stream: statistics"), title_justify="left")
     for column in ("source", "mean", "std", "histogram", "values"):
-        table.add_column(column)
+        table.add_column(column, no_wrap=column == "histogram")  # a sparkline is one line
     for source in stream.sources:
         stats = source.stats
         if stats is None:
