@@ -363,3 +363,48 @@ def test_a_class_its_source_cannot_tell_about_is_built_to_find_the_method(
     assert code == 2
     assert err.startswith("error: dataset Data has no method `sumary`; did you mean `summary`? ")
     assert err.endswith("available: stream_info, summary\n")
+
+
+FORGETFUL = """
+import os
+
+from emloop_ds import DownloadableDataset
+
+class Data(DownloadableDataset):
+    def _configure_dataset(self, output_dir, **kwargs):
+        pass
+
+class Computed(DownloadableDataset):
+    @property
+    def data_root(self):
+        return os.environ["EMLOOP_DS_TEST_NO_SUCH_VARIABLE"]
+"""
+
+
+@pytest.mark.parametrize(
+    ("config_text", "code", "message"),
+    [
+        (
+            "dataset:\n  class: {module}.Data\n  data_root: data\n  download_urls: [file:///nowhere/a.zip]\n",
+            1,
+            "error: Data._configure_dataset received data_root from the config but did not call super()",
+        ),
+        ("dataset:\n  class: {module}.Data\n", 2, "error: Data has no data_root; add `data_root: <folder>`"),
+        (
+            "dataset:\n  class: {module}.Computed\n  download_urls: [file:///nowhere/a.zip]\n",
+            1,
+            "error: Computed.data_root failed: KeyError: 'EMLOOP_DS_TEST_NO_SUCH_VARIABLE'; fix the",
+        ),
+    ],
+)
+def test_download_keys_that_are_lost_or_fail_are_one_error_line(
+    emloop_command: str, write_dataset: WriteDataset, config_text: str, code: int, message: str
+) -> None:
+    config = write_dataset(FORGETFUL, config_text)
+    result = run_emloop(emloop_command, "dataset", "download", str(config), cwd=config.parent)
+    assert (result.returncode, result.stdout) == (code, "")
+    assert result.stderr.splitlines() == [result.stderr.splitlines()[0]]
+    assert result.stderr.startswith(message)
+    verbose = run_emloop(emloop_command, "dataset", "download", str(config), "--verbose", cwd=config.parent)
+    assert verbose.returncode == code
+    assert "Traceback (most recent call last)" in verbose.stderr
