@@ -72,16 +72,29 @@ def test_info_json_has_the_documented_shape() -> None:
                 "shape": [8, 4],
                 "min": 0.1,
                 "max": 5.8,
+                "nan": 0,
+                "posinf": 0,
+                "neginf": 0,
                 "ragged": False,
             },
-            {"name": "labels", "dtype": "int64", "shape": [8], "min": 0, "max": 0, "ragged": False},
+            {
+                "name": "labels",
+                "dtype": "int64",
+                "shape": [8],
+                "min": 0,
+                "max": 0,
+                "nan": 0,
+                "posinf": 0,
+                "neginf": 0,
+                "ragged": False,
+            },
         ],
     }
 
 
 def test_info_reports_broken_streams_and_warns_of_ragged_sources(write_dataset: WriteDataset) -> None:
     code, out, err = invoke("dataset", "info", str(write_dataset(DATASET)), "--json")
-    assert code == 0
+    assert code == 1
     streams = {stream["name"]: stream for stream in json.loads(out)["streams"]}
     assert streams["broken"] == {"name": "broken", "error": "ValueError: split file missing", "sources": []}
     assert [s["ragged"] for s in streams["train"]["sources"]] == [False, True]
