@@ -372,10 +372,14 @@ def test_a_class_its_source_cannot_tell_about_is_built_to_find_the_method(
 ) -> None:
     config = str(write_dataset(DYNAMIC))
     assert invoke("dataset", "summary", config) == (0, "registered\n", "")
-    code, _, err = invoke("dataset", "sumary", config)
-    assert code == 2
-    assert err.startswith("error: dataset Data has no method `sumary`; did you mean `summary`? ")
-    assert err.endswith("available: stream_info, summary\n")
+    code, out, err = invoke("dataset", "sumary", config)
+    assert (code, out) == (2, "")
+    assert err.startswith("error: `sumary` is neither a command nor a method of testdata_")
+    assert err.endswith(
+        ".Data; did you mean `summary`? commands: download, info, stream; methods: stream-info, summary\n"
+    )
+    code, out, err = invoke("dataset", "inof", config)
+    assert "did you mean `info`?" in err
 
 
 FORGETFUL = """

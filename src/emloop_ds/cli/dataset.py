@@ -13,7 +13,11 @@ from emloop_ds.cli.options import config_argument, json_option, overrides_argume
 from emloop_ds.cli.stream import stream
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from emloop_ds.core.class_source import ClassNames
     from emloop_ds.core.config import DatasetConfig
+    from emloop_ds.core.errors import EmloopDsError
 
 __all__ = ["dataset"]
 
@@ -39,15 +43,20 @@ def _method_command(cmd_name: str, method: str, builtins: list[str]) -> click.Co
     @json_option
     @verbose_option
     def run_method(config: Path, overrides: tuple[str, ...], as_json: bool) -> None:
+        import inspect
+
         from emloop_ds.cli.render_result import render_method_result
-        from emloop_ds.core.factory import call_method, create_dataset
+        from emloop_ds.core.factory import call_method, create_dataset, public_methods
 
         dataset_config = _load_config(config, overrides, cmd_name, builtins)
-        _check_method_exists(dataset_config, cmd_name, builtins)
-        result: Any = call_method(create_dataset(dataset_config), method)
-        render_method_result(
-            result, f"{dataset_config.class_path.rpartition('.')[2]}.{method}()", config, as_json
-        )
+        names = _read_class_names(dataset_config)
+        if names is not None and method not in names:
+            raise _unknown_name_error(cmd_name, dataset_config.class_path, builtins, names.functions)
+        dataset = create_dataset(dataset_config)
+        if names is None and inspect.getattr_static(type(dataset), method, None) is None:
+            raise _unknown_name_error(cmd_name, dataset_config.class_path, builtins, public_methods(dataset))
+        result: Any = call_method(dataset, method)
+        render_method_result(result, f"{type(dataset).__name__}.{method}()", config, as_json)
 
     return run_method
 
@@ -55,7 +64,7 @@ def _method_command(cmd_name: str, method: str, builtins: list[str]) -> click.Co
 def _load_config(
     config: Path, overrides: tuple[str, ...], cmd_name: str, builtins: list[str]
 ) -> DatasetConfig:
-    """Load the config; if it fails and ``cmd_name`` looks like a mistyped command, say that instead."""
+    """Load the config; if it fails and ``cmd_name`` looks like a mistyped command, say that first."""
     from emloop_ds.core.config import load_config
     from emloop_ds.core.errors import ConfigError
 
@@ -68,25 +77,29 @@ def _load_config(
         raise
 
 
-def _check_method_exists(dataset_config: DatasetConfig, cmd_name: str, builtins: list[str]) -> None:
-    """Refuse a name that the dataset class certainly lacks, before building the dataset.
+def _read_class_names(dataset_config: DatasetConfig) -> ClassNames | None:
+    """Read the names of the dataset class from its source, so a mistyped name costs no build.
 
-    The class's names are read from its source (core.class_source); where the source does not tell for
-    certain, the dataset is built and ``call_method`` has the last word.
+    ``None`` where the source does not tell for certain (core.class_source); the dataset is then built and
+    asked.
     """
     from emloop_ds.core.class_source import read_class_names
-    from emloop_ds.core.errors import ConfigError
 
     folders = [Path.cwd()] if dataset_config.path is None else [dataset_config.path.parent, Path.cwd()]
-    names = read_class_names(dataset_config.class_path, folders)
-    if names is None or cmd_name.replace("-", "_") in names:
-        return
-    methods = sorted(name.replace("_", "-") for name in names.functions)
-    close = _close_names(cmd_name, builtins + methods)
+    return read_class_names(dataset_config.class_path, folders)
+
+
+def _unknown_name_error(
+    cmd_name: str, class_path: str, builtins: list[str], methods: Iterable[str]
+) -> EmloopDsError:
+    from emloop_ds.core.errors import ConfigError
+
+    dashed = sorted(name.replace("_", "-") for name in methods)
+    close = _close_names(cmd_name, builtins + dashed)
     hint = f"did you mean {_quote(close)}? " if close else ""
-    raise ConfigError(
-        f"`{cmd_name}` is neither a command nor a method of {dataset_config.class_path}; {hint}"
-        f"commands: {', '.join(builtins)}; methods: {', '.join(methods) or 'none'}"
+    return ConfigError(
+        f"`{cmd_name}` is neither a command nor a method of {class_path}; {hint}"
+        f"commands: {', '.join(builtins)}; methods: {', '.join(dashed) or 'none'}"
     )
 
 
