@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import codecs
 import json
 import math
 import sys
@@ -11,12 +10,11 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import click
-from rich.cells import cell_len
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from emloop_ds.cli.console import SPARK_BLOCKS, stdout_console
 from emloop_ds.core.schema import DatasetInfo, SourceInfo, StreamInfo
 
 if TYPE_CHECKING:  # each command imports only its own core modules
@@ -41,38 +39,6 @@ __all__ = [
 def print_json(data: Any) -> None:
     """Print ``data`` as one JSON document on stdout; NaN or infinity in ``data`` is a bug, not output."""
     click.echo(json.dumps(data, indent=2, allow_nan=False))
-
-
-# NOTE [ASCII output]
-# A terminal that cannot encode Unicode (PYTHONIOENCODING=ascii, a C locale, a latin-1 pipe) gets ASCII,
-# never a UnicodeEncodeError. Rich already draws ASCII boxes when stdout's encoding is not UTF; every other
-# character stdout cannot encode goes through the error handler below: our own symbols (dashes, sparkline
-# blocks, rich's ellipsis) get an ASCII look-alike, anything else (such as a source's name) one "?" per
-# terminal cell, so that table columns stay aligned. JSON needs none of this: json.dumps escapes to ASCII.
-_ASCII_ERRORS = "emloop_ds.ascii"
-_ASCII_LOOKALIKES = {"–": "-", "—": "-", "…": ".", "·": ".", "×": "x", "±": "+"}
-SPARK_BLOCKS = " ▁▂▃▄▅▆▇█"
-_ASCII_LOOKALIKES.update(zip(SPARK_BLOCKS[1:], ".:-=+*%#", strict=True))
-
-
-def _ascii_lookalikes(error: UnicodeError) -> tuple[str, int]:
-    if not isinstance(error, UnicodeEncodeError):
-        raise error
-    unencodable = error.object[error.start : error.end]
-    return "".join(_ASCII_LOOKALIKES.get(char) or "?" * cell_len(char) for char in unencodable), error.end
-
-
-codecs.register_error(_ASCII_ERRORS, _ascii_lookalikes)
-
-
-def _stdout_console(**options: Any) -> Console:
-    """Return a rich console on stdout that degrades to ASCII where stdout cannot encode Unicode."""
-    stream = sys.stdout
-    encoding = (getattr(stream, "encoding", None) or "utf-8").lower().replace("_", "-")
-    reconfigure = getattr(stream, "reconfigure", None)
-    if not encoding.startswith("utf") and getattr(stream, "errors", None) == "strict" and reconfigure:
-        reconfigure(errors=_ASCII_ERRORS)  # NOTE [ASCII output]
-    return Console(file=stream, **options)
 
 
 def _json_number(value: float | int | bool | None) -> float | int | bool | None:
@@ -153,8 +119,8 @@ def warn_of_findings(info: DatasetInfo) -> None:
                 binned = sum(source.stats.histogram.counts)
                 if binned != source.stats.count:
                     click.echo(
-                        f"warning: the histogram of {where} counts {binned:,} values, the mean "
-                        f"{source.stats.count:,}: the stream yielded other data when called again "
+                        f"warning: the histogram of {where} holds {binned:,} of the {source.stats.count:,} "
+                        "values of the first pass: the stream yielded other data when called again "
                         "(shuffled?); inspect whole epochs with --batches for a histogram of the same data",
                         err=True,
                     )
@@ -167,7 +133,7 @@ def _non_finite(source: SourceInfo) -> str:
 
 def render_dataset_info(info: DatasetInfo) -> None:
     """Print a table per stream on stdout, and one of statistics where they were computed."""
-    console = _stdout_console()
+    console = stdout_console()
     if not info.streams:
         console.print(escape(f"{info.dataset} has no streams (no public <name>_stream methods)"))
     for stream in info.streams:
@@ -200,7 +166,7 @@ def _sources_table(stream: StreamInfo) -> Table:
 def _stats_table(stream: StreamInfo) -> Table:
     table = Table(title=escape(f"{stream.name} stream: statistics"), title_justify="left")
     for column in ("source", "mean", "std", "histogram", "values"):
-        table.add_column(column)
+        table.add_column(column, no_wrap=column == "histogram")  # a sparkline is one line
     for source in stream.sources:
         stats = source.stats
         if stats is None:
@@ -274,7 +240,7 @@ def render_download_results(results: Sequence[FileResult]) -> None:
             Text(f"{result.elapsed_s:.1f} s"),
             Text.assemble((result.status, style)),
         )
-    _stdout_console(emoji=False).print(table)
+    stdout_console(emoji=False).print(table)
 
 
 def report_download_failures(results: Sequence[FileResult], verbose: bool) -> None:
@@ -346,7 +312,7 @@ def render_throughput(report: ThroughputReport) -> None:
         ("wait per batch, max", _milliseconds(report.wait_max_seconds)),
     ):
         table.add_row(measure, value)
-    console = _stdout_console()
+    console = stdout_console()
     console.print(table)
     if report.batches_per_second:
         console.print(
