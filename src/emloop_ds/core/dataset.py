@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import functools
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from emloop_ds.core.errors import ConfigError
+from emloop_ds.core.errors import ConfigError, DatasetError, EmloopDsError, describe_exception
 
 if TYPE_CHECKING:
     from emloop_ds.core.download.progress import Progress
@@ -103,11 +104,22 @@ class BaseDataset(AbstractDataset):
 class DownloadableDataset(BaseDataset):
     """Base class for datasets whose files are downloaded into ``data_root`` from ``download_urls``.
 
-    Both usually come from the config; a subclass may instead implement them as properties.
+    Both usually come from the config; a subclass may instead implement them as properties. An exception
+    raised by such a property is reported as a ``DatasetError`` naming it (NOTE [download properties]).
     """
 
     _data_root: str | None = None
     _download_urls: Iterable[str | Mapping[str, Any]] | None = None
+    _received_download_keys = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Wrap a ``data_root`` or ``download_urls`` property of the subclass: NOTE [download properties]."""
+        super().__init_subclass__(**kwargs)
+        for name in _DOWNLOAD_KEYS:
+            attribute = cls.__dict__.get(name)
+            getter = attribute.fget if isinstance(attribute, property) else None
+            if isinstance(attribute, property) and getter is not None:
+                setattr(cls, name, _reporting_property(name, attribute, getter))
 
     def _configure_dataset(  # type: ignore[override]
         self,
@@ -118,6 +130,7 @@ class DownloadableDataset(BaseDataset):
         """Save ``data_root`` and ``download_urls`` as the default implementation of their properties."""
         self._data_root = data_root
         self._download_urls = download_urls
+        self._received_download_keys = True
 
     @property
     def data_root(self) -> str:
@@ -125,12 +138,10 @@ class DownloadableDataset(BaseDataset):
 
         Raises:
             ConfigError: if the config gave no ``data_root``.
+            DatasetError: if the config gave one but ``_configure_dataset`` did not pass it on.
         """
         if self._data_root is None:
-            raise ConfigError(
-                f"{type(self).__name__} has no data_root; add `data_root: <folder>` to the dataset section "
-                "of the config or override the data_root property"
-            )
+            raise self._missing_key_error("data_root", "`data_root: <folder>`")
         return self._data_root
 
     @property
@@ -139,13 +150,39 @@ class DownloadableDataset(BaseDataset):
 
         Raises:
             ConfigError: if the config gave no ``download_urls``.
+            DatasetError: if the config gave them but ``_configure_dataset`` did not pass them on.
         """
         if self._download_urls is None:
-            raise ConfigError(
-                f"{type(self).__name__} has no download_urls; add `download_urls:` with a list of URLs to "
-                "the dataset section of the config or override the download_urls property"
-            )
+            raise self._missing_key_error("download_urls", "`download_urls:` with a list of URLs")
         return self._download_urls
+
+    def _missing_key_error(self, key: str, example: str) -> EmloopDsError:
+        """Explain why ``key`` is missing: absent from the config, or lost by ``_configure_dataset``."""
+        name = type(self).__name__
+        if self._config_value(key) is None:
+            return ConfigError(
+                f"{name} has no {key}; add {example} to the dataset section of the config "
+                f"or override the {key} property"
+            )
+        how = (
+            "called super()._configure_dataset() without it"
+            if self._received_download_keys
+            else "did not call super()._configure_dataset()"
+        )
+        return DatasetError(
+            f"{name}._configure_dataset received {key} from the config but {how}, so it was lost; "
+            "pass both on: super()._configure_dataset(data_root=data_root, download_urls=download_urls), "
+            f"or override the {key} property"
+        )
+
+    def _config_value(self, key: str) -> Any:
+        from emloop_ds.core.config import decode_yaml
+
+        try:
+            config = decode_yaml(getattr(self, "_config_str", "") or "")
+        except ConfigError:
+            return None
+        return config.get(key) if isinstance(config, dict) else None
 
     def download(
         self,
@@ -190,3 +227,30 @@ class DownloadableDataset(BaseDataset):
             if result.error is None:
                 logger.info("%s: %s (%s)", result.filename, result.status, result.checksum)
         raise_failures(results)
+
+
+_DOWNLOAD_KEYS = ("data_root", "download_urls")
+
+# NOTE [download properties]: a subclass may compute data_root or download_urls in a property, which may
+# fail (a missing environment variable, an unreadable index file). Both are read by `download()` and by the
+# `emloop dataset download` command; a bare KeyError from there would be a traceback, as if emloop-ds had a
+# bug. So DownloadableDataset.__init_subclass__ wraps such a property: its exceptions other than our own
+# become a DatasetError that names the property, with the original as its cause (shown by --verbose).
+
+
+def _reporting_property(name: str, original: property, getter: Callable[[Any], Any]) -> property:
+    """Return ``original`` with the exceptions of its ``getter`` reported as a ``DatasetError`` naming it."""
+
+    @functools.wraps(getter)
+    def get(self: DownloadableDataset) -> Any:
+        try:
+            return getter(self)
+        except EmloopDsError:
+            raise
+        except Exception as exc:
+            raise DatasetError(
+                f"{type(self).__name__}.{name} failed: {describe_exception(exc)}; fix the {name} property "
+                "(--verbose shows the traceback)"
+            ) from exc
+
+    return property(get, original.fset, original.fdel, original.__doc__)
