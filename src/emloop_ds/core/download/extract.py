@@ -164,10 +164,12 @@ def remove_stale_staging(archive_name: str, staging_parent: Path) -> None:
 
     Called by ``extract_archive`` itself; the caller must hold the archive's lock.
     """
-    if not staging_parent.is_dir():
+    try:
+        stagings = list(staging_parent.iterdir())
+    except FileNotFoundError:  # none yet, or another extraction removed it once empty
         return
     state_dir = staging_parent.parent
-    for staging in staging_parent.iterdir():
+    for staging in stagings:
         name = staging.name.removesuffix(_STAGING_SUFFIX)
         if name == staging.name or name.rpartition(".")[0] != archive_name:
             continue
@@ -217,10 +219,10 @@ def _extract_staged(
 def _make_staging(staging_parent: Path, archive_name: str) -> Path:
     """Make a new staging folder; another extraction may remove an empty ``staging_parent`` meanwhile."""
     for _ in range(5):
-        staging_parent.mkdir(parents=True, exist_ok=True)
         try:
+            staging_parent.mkdir(parents=True, exist_ok=True)
             staging = tempfile.mkdtemp(prefix=f"{archive_name}.", suffix=_STAGING_SUFFIX, dir=staging_parent)
-        except FileNotFoundError:
+        except (FileNotFoundError, FileExistsError):  # mkdir saw it, then it was gone
             continue
         fsync_folder(staging_parent)  # its journal must outlive a power loss
         return Path(staging)
