@@ -6,6 +6,7 @@ import errno
 import hashlib
 import io
 import os
+import random
 import re
 import shutil
 import stat
@@ -27,6 +28,7 @@ from emloop_ds.core.download.extract import (
 )
 from emloop_ds.core.download.extracted_record import read_record
 from emloop_ds.core.download.unpack import SizeBound, write_member
+from tests.archives import tar_gz
 
 
 def _tar(path: Path, *members: tuple[str, str, str | bytes]) -> Path:
@@ -311,10 +313,10 @@ def test_a_source_longer_than_declared_is_cut_off_by_the_bound(tmp_path: Path) -
 def test_a_corrupt_member_late_in_the_archive_leaves_nothing(tmp_path: Path, data_root: Path) -> None:
     (data_root / "set").mkdir()
     (data_root / "set" / "mine.txt").write_text("mine")
-    members = [("file", f"set/{n:03}.bin", os.urandom(2000)) for n in range(200)]
+    members = [("file", f"set/{n:03}.bin", random.Random(n).randbytes(2000)) for n in range(200)]
     archive = _tar(tmp_path / "set.tar.gz", *members)
     data = bytearray(archive.read_bytes())
-    data[-200:-100] = bytes(100)  # the compressed stream breaks in the last members
+    data[-2000] ^= 0xFF  # one bit flipped in the last member's compressed data
     archive.write_bytes(bytes(data))
     with pytest.raises(ExtractionError, match="the archive is broken or unreadable"):
         _extract(archive, data_root)
@@ -460,3 +462,23 @@ def test_nonsense_sizes_are_refused_naming_the_value(value: Any) -> None:
 def test_default_bound_is_100_times_the_archive_and_at_least_1_gb() -> None:
     assert default_max_extract_bytes(1000) == 10**9
     assert default_max_extract_bytes(50 * 10**6) == 5 * 10**9
+
+
+def test_an_archive_of_2000_members_is_extracted_checked_and_restored(
+    tmp_path: Path, data_root: Path
+) -> None:
+    members = {f"set/{n % 20:02}/{n:04}.bin": random.Random(n).randbytes(64) for n in range(2000)}
+    archive = tmp_path / "set.tar.gz"
+    archive.write_bytes(tar_gz(members))
+    files = _extract(archive, data_root)
+    assert {file.path: file.sha256 for file in files} == {
+        path: _sha256(data) for path, data in members.items()
+    }
+    assert find_damaged(data_root, files) == []
+    lost = files[::100]
+    for file in lost:
+        (data_root / file.path).unlink()
+    assert find_damaged(data_root, files) == lost
+    assert extract_archive(archive, data_root, max_bytes=10**9, only=[file.path for file in lost]) == files
+    assert find_damaged(data_root, files) == []
+    assert _extract(archive, data_root) == files  # again, over its own files

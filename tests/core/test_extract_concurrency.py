@@ -112,6 +112,22 @@ def test_failing_archives_among_parallel_ones_leave_only_the_others(tmp_path: Pa
         _assert_complete(data_root, archives)
 
 
+def test_archives_racing_for_one_path_with_different_content_let_exactly_one_win(tmp_path: Path) -> None:
+    archives = []
+    for number in range(8):
+        archives.append(tmp_path / f"part{number}.tar.gz")
+        archives[-1].write_bytes(tar_gz({**_members(number), "mnist/README": b"version %d" % number}))
+    for attempt in range(10):
+        data_root = tmp_path / f"data{attempt}"
+        errors = _extract_at_once(archives, data_root)
+        winners = [number for number, error in enumerate(errors) if error is None]
+        assert len(winners) == 1
+        assert all("its member 'mnist/README' would overwrite" in str(error) for error in errors if error)
+        expected = {**_members(winners[0]), "mnist/README": b"version %d" % winners[0]}
+        assert _files(data_root) == expected
+        _assert_complete(data_root, [archives[winners[0]]])
+
+
 _EXTRACT_MANY = """
 import sys, threading
 from pathlib import Path

@@ -14,7 +14,6 @@ any error, so an exceeded bound leaves nothing.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import hashlib
 import os
@@ -149,11 +148,7 @@ def write_member(
 
     Whatever was at ``path`` (an earlier member of that name, or a link) is replaced, never written through.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-    descriptor = os.open(path, flags, 0o600 if mode is not None else 0o666)
+    descriptor = _create(path, 0o600 if mode is not None else 0o666)
     digest = hashlib.sha256()
     size = 0
     with open(descriptor, "wb", buffering=0) as target:
@@ -167,6 +162,18 @@ def write_member(
         if mtime is not None:
             os.utime(descriptor, (mtime, mtime))
     return size, digest.hexdigest()
+
+
+def _create(path: Path, mode: int) -> int:
+    """Create ``path`` for writing, with its folders, replacing any entry of that name (never through it)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        return os.open(path, flags, mode)
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        os.unlink(path)  # an earlier member of that name, or a link: replaced, never written through
+    return os.open(path, flags, mode)
 
 
 def broken_archive_error(archive_name: str, exc: BaseException) -> ExtractionError:
@@ -217,6 +224,7 @@ def _unpack_tar(
                 if member.islnk():
                     _count_copied_link(tree / path, bound)
                     syncer.submit(tree / path)
+            _read_to_the_end(tar.fileobj)
     except tarfile.FilterError as exc:
         name = exc.tarinfo.name if exc.tarinfo is not None else "?"
         raise ExtractionError(
@@ -227,6 +235,16 @@ def _unpack_tar(
         raise broken_archive_error(archive.name, exc) from exc
     checker.check_links()
     return written
+
+
+def _read_to_the_end(stream: Any) -> None:
+    """Read the rest of a (compressed) tar: gzip, bzip2 and xz check their data's CRC only at its end.
+
+    tarfile stops at the end-of-archive blocks, and tar itself has no checksum of the members' data, so
+    without this a damaged member of a .tar.gz would go unnoticed.
+    """
+    while stream.read(_CHUNK_BYTES):
+        pass
 
 
 def _count_copied_link(path: Path, bound: SizeBound) -> None:
