@@ -303,3 +303,36 @@ def test_an_extraction_killed_after_its_record_counts_as_extracted(tmp_path: Pat
     remove_stale_staging(archive.name, data_root / ".emloop-ds" / "staging")
     assert _files(data_root) == members
     _assert_complete(data_root, [archive])
+
+
+def test_an_extraction_sweeps_what_a_killed_extraction_of_another_archive_left(
+    killed_part: tuple[Path, Path, dict[str, bytes]], tmp_path: Path
+) -> None:
+    _, data_root, _ = killed_part
+    other = tmp_path / "part1.tar.gz"
+    other.write_bytes(tar_gz(_members(1)))
+    extract_archive(other, data_root, max_bytes=10**9)
+    assert _files(data_root) == {**_members(1), "mnist/train/mine.txt": b"the user's"}
+    _assert_complete(data_root, [other])
+
+
+def test_a_live_extraction_is_not_swept_by_another(tmp_path: Path) -> None:
+    paused = tmp_path / "part0.tar.gz"
+    paused.write_bytes(tar_gz(_members(0)))
+    other = tmp_path / "part1.tar.gz"
+    other.write_bytes(tar_gz(_members(1)))
+    data_root = tmp_path / "data"
+    process = _start(_KILLED_MIDWAY, paused, data_root, "link:10")
+    try:
+        assert _read_line(process) == "paused"  # mid-merge, holding its staging folder's lock
+        placed = _files(data_root)
+        extract_archive(other, data_root, max_bytes=10**9)
+        assert _files(data_root) == {**placed, **_members(1)}
+        _tell(process, "go on")
+        assert _read_line(process) == "finished"
+        assert process.wait(timeout=_SAFETY_TIMEOUT_S) == 0
+    finally:
+        process.kill()
+        process.communicate()
+    assert _files(data_root) == _expected_tree([0, 1])
+    _assert_complete(data_root, [paused, other])
