@@ -482,3 +482,28 @@ def test_an_archive_of_2000_members_is_extracted_checked_and_restored(
     assert extract_archive(archive, data_root, max_bytes=10**9, only=[file.path for file in lost]) == files
     assert find_damaged(data_root, files) == []
     assert _extract(archive, data_root) == files  # again, over its own files
+
+
+def test_zip_members_are_hashed_and_restored_alone(tmp_path: Path, data_root: Path) -> None:
+    archive = _zip(
+        tmp_path / "set.zip",
+        ("set/", b"", stat.S_IFDIR | 0o755),
+        ("set/a.txt", b"alpha", 0o100644),
+        ("set/sub/b.txt", b"beta", 0o100644),
+    )
+    files = _extract(archive, data_root)
+    assert files == [
+        ExtractedFile("set/a.txt", 5, _sha256(b"alpha")),
+        ExtractedFile("set/sub/b.txt", 4, _sha256(b"beta")),
+    ]
+    (data_root / "set" / "sub" / "b.txt").write_text("longer than before")
+    assert find_damaged(data_root, files) == files[1:]
+    assert extract_archive(archive, data_root, max_bytes=10**9, only=["set/sub/b.txt"]) == files
+    assert (data_root / "set" / "sub" / "b.txt").read_bytes() == b"beta"
+
+
+def test_a_folder_where_a_file_was_counts_as_damaged(tmp_path: Path, data_root: Path) -> None:
+    files = _extract(_tar(tmp_path / "set.tar", ("file", "set/a", b"")), data_root)
+    (data_root / "set" / "a").unlink()
+    (data_root / "set" / "a").mkdir()
+    assert find_damaged(data_root, files) == files

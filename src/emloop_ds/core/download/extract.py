@@ -21,6 +21,7 @@ its own inodes, so it never removes that shared file unless it was the one that 
 from __future__ import annotations
 
 import re
+import stat
 import uuid
 from collections.abc import Collection, Sequence
 from decimal import Decimal, InvalidOperation
@@ -146,7 +147,7 @@ def find_damaged(data_root: Path, files: Sequence[ExtractedFile]) -> list[Extrac
         except OSError:
             damaged.append(file)
             continue
-        if status.st_size != file.size or status.st_mode & 0o170000 == 0o040000:
+        if status.st_size != file.size or stat.S_ISDIR(status.st_mode):
             damaged.append(file)
     return damaged
 
