@@ -106,7 +106,7 @@ def test_verbose_shows_the_traceback_of_a_failure(http_server: LoopbackServer, t
     result = _run(str(_config(tmp_path, f"    - {url}\n")), "--verbose")
     assert result.exit_code == 1
     assert "Traceback" in result.stderr
-    assert "HTTPError" in result.stderr
+    assert "emloop_ds.core.errors.DownloadError: cannot download" in result.stderr
 
 
 def test_unsafe_archive_is_refused(http_server: LoopbackServer, tmp_path: Path) -> None:
@@ -166,7 +166,7 @@ def test_a_dataset_with_its_own_download_method_is_called(tmp_path: Path) -> Non
 
 
 def test_help_start_up_imports_no_download_machinery() -> None:
-    heavy = ("rich", "tqdm", "urllib.request", "http.client", "tarfile", "zipfile")
+    heavy = ("rich", "tqdm", "requests", "urllib3", "filelock", "http.client", "tarfile", "zipfile")
     code = f"import sys, emloop_ds.cli.main; print([m for m in {heavy!r} if m in sys.modules])"
     output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert output.stdout.strip() == "[]"

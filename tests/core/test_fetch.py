@@ -72,10 +72,10 @@ def test_interrupted_extraction_is_redone_without_a_request(
 ) -> None:
     url = http_server.add("/set.tar.gz", tar_gz({"set/a.txt": b"alpha"}))
     fetch_dataset(tmp_path, [url])
-    manifest = tmp_path / ".emloop-ds" / "manifest.json"
-    data = json.loads(manifest.read_text())
-    data["files"]["set.tar.gz"]["extracted"] = False  # as if killed between download and extraction
-    manifest.write_text(json.dumps(data))
+    record = tmp_path / ".emloop-ds" / "files" / "set.tar.gz.json"
+    data = json.loads(record.read_text())
+    data["extracted"] = False  # as if killed between download and extraction
+    record.write_text(json.dumps(data))
     [result] = fetch_dataset(tmp_path, [url])
     assert result.status == "extracted"
     assert len(http_server.requests()) == 1
