@@ -181,7 +181,7 @@ def render_download_results(results: Sequence[FileResult]) -> None:
     )
     if len(shown) < len(results):
         summary += f" ({len(results) - len(shown):,} not listed; --json lists every file)"
-    console.print(Text(summary))
+    console.print(Text(summary), soft_wrap=True)
 
 
 def report_download_warnings(results: Sequence[FileResult]) -> None:
@@ -231,7 +231,7 @@ def render_check_results(results: Sequence[CheckResult]) -> None:
     summary = f"{len(results):,} files checked: {_count_statuses(result.status for result in results)}"
     if len(damaged) > MAX_TABLE_ROWS:
         summary += f" ({len(damaged) - MAX_TABLE_ROWS:,} not listed; --json lists every file)"
-    console.print(Text(summary))
+    console.print(Text(summary), soft_wrap=True)
 
 
 def _count_statuses(statuses: Iterable[str]) -> str:

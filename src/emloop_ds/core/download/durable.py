@@ -12,6 +12,7 @@ import json
 import os
 import sys
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -19,14 +20,53 @@ __all__ = ["fsync_folder", "replace_durably", "write_json_atomically"]
 
 
 def fsync_folder(folder: Path) -> None:
-    """Flush a folder's entries (new, renamed or removed names) to disk; a no-op where unsupported."""
+    """Flush a folder's entries (new, renamed or removed names) to disk; a no-op where unsupported.
+
+    Threads that ask at once share flushes (NOTE [group flush]).
+    """
     if sys.platform == "win32":  # Windows cannot open a folder as a file; NTFS journals renames itself
         return
-    descriptor = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
+    key = os.path.abspath(folder)
+    with _FLUSHERS_LOCK:
+        flusher = _FLUSHERS.get(key)
+        if flusher is None:
+            flusher = _FLUSHERS[key] = _FolderFlusher(key)
+    flusher.flush()
+
+
+# NOTE [group flush]: one fsync of a folder makes durable every rename in it that finished before the fsync
+# began. Jobs renaming files into the same folder therefore share flushes: a thread whose rename was
+# already covered by a flush that started after it returns at once. With 8 jobs of small files this
+# saves most folder flushes (each ~0.3-3 ms on ext4, more under load).
+
+
+class _FolderFlusher:
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._count_lock = threading.Lock()
+        self._flush_lock = threading.Lock()
+        self._requested = 0
+        self._flushed = 0
+
+    def flush(self) -> None:
+        with self._count_lock:
+            self._requested += 1
+            ticket = self._requested
+        with self._flush_lock:
+            if self._flushed >= ticket:
+                return
+            with self._count_lock:
+                covered = self._requested  # renames finished before this flush begins
+            descriptor = os.open(self._path, os.O_RDONLY)
+            try:
+                os.fsync(descriptor)
+            finally:
+                os.close(descriptor)
+            self._flushed = covered
+
+
+_FLUSHERS: dict[str, _FolderFlusher] = {}
+_FLUSHERS_LOCK = threading.Lock()
 
 
 def replace_durably(source: Path, target: Path) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
     from emloop_ds.core.download.transfer import Client
 
 __all__ = ["STATUSES", "FileResult", "fetch_dataset", "open_data_root", "raise_failures"]
+
+_URL_TAG = re.compile(r"\.[0-9a-f]{8}")
 
 STATUSES = ("downloaded", "resumed", "extracted", "restored", "already complete", "failed")
 """What happened to a file: fetched whole, fetched keeping earlier bytes, only (re-)extracted, extracted
@@ -134,6 +137,8 @@ def fetch_dataset(
         else:
             results[index] = complete
             progress.finish_file(entry.filename, complete.status)
+    if todo:
+        _remove_first_version_parts(store.data_root)
     try:
         done = run_parallel(lambda index: _fetch_entry(entries[index], run), todo, jobs, run.cancel)
     finally:
@@ -305,6 +310,16 @@ def _extract(entry: DownloadEntry, store: StateStore) -> list[dict[str, Any]]:
     finally:
         _remove_if_empty(staging_parent)
     return []
+
+
+def _remove_first_version_parts(data_root: Path) -> None:
+    """Delete the first version's ``<name>.<url-tag>.part`` files (origin unknown); one scan per run."""
+    with os.scandir(data_root) as entries:
+        for entry in entries:
+            name = entry.name
+            if name.endswith(".part") and _URL_TAG.fullmatch(name[-14:-5]):
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
 
 
 def _remove_if_empty(folder: Path) -> None:

@@ -134,7 +134,6 @@ def _download(
     url: str, target: Path, client: Client, checksum: Checksum | None, progress: FileProgress, resume: bool
 ) -> DownloadOutcome:
     part = part_path(target)
-    _remove_first_version_parts(target)
     origin = read_origin(part) if resume else None
     continuation = _Continuation(
         checksum is not None, origin.validators if origin and origin.url == url else None
@@ -175,14 +174,6 @@ def _remove_if_empty(part: Path) -> None:
             remove_part(part)
     except FileNotFoundError:
         pass
-
-
-def _remove_first_version_parts(target: Path) -> None:
-    """Delete ``<name>.<url-tag>.part`` files of the first version, whose origin is unknown."""
-    prefix = target.name + "."
-    for path in target.parent.glob(f"{target.name}.*.part"):
-        if len(path.name) == len(prefix) + 13:
-            path.unlink(missing_ok=True)
 
 
 def _fetch_with_retries(
