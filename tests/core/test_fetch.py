@@ -60,11 +60,23 @@ def test_archive_is_extracted_once(http_server: LoopbackServer, tmp_path: Path) 
     [first] = fetch_dataset(tmp_path, [url])
     assert first.status == "downloaded"
     assert (tmp_path / "set" / "b.txt").read_bytes() == b"beta"
-    (tmp_path / "set" / "a.txt").write_bytes(b"changed by the user")
+    (tmp_path / "set" / "a.txt").write_bytes(b"ALPHA")  # same size: not looked at without --check
     [second] = fetch_dataset(tmp_path, [url])
     assert second.status == "already complete"
-    assert (tmp_path / "set" / "a.txt").read_bytes() == b"changed by the user"
+    assert (tmp_path / "set" / "a.txt").read_bytes() == b"ALPHA"
     assert len(http_server.requests()) == 1
+
+
+def test_deleted_extracted_file_is_restored_from_the_kept_archive(
+    http_server: LoopbackServer, tmp_path: Path
+) -> None:
+    url = http_server.add("/set.tar.gz", tar_gz({"set/a.txt": b"alpha", "set/b.txt": b"beta"}))
+    fetch_dataset(tmp_path, [url])
+    (tmp_path / "set" / "a.txt").unlink()
+    [result] = fetch_dataset(tmp_path, [url])
+    assert result.status == "restored"
+    assert (tmp_path / "set" / "a.txt").read_bytes() == b"alpha"
+    assert len(http_server.requests()) == 1  # from the archive kept in data_root, without a request
 
 
 def test_interrupted_extraction_is_redone_without_a_request(

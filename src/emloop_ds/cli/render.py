@@ -11,16 +11,17 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from emloop_ds.core.schema import DatasetInfo
+from emloop_ds.cli.console import SPARK_BLOCKS, stdout_console
+from emloop_ds.core.schema import DatasetInfo, SourceInfo, StreamInfo
 
 if TYPE_CHECKING:  # each command imports only its own core modules
     from emloop_ds.core.download.check import CheckResult
     from emloop_ds.core.download.fetch import FileResult
+    from emloop_ds.core.stats import SourceStats
     from emloop_ds.core.throughput import ThroughputReport
 
 __all__ = [
@@ -35,65 +36,110 @@ __all__ = [
     "render_throughput",
     "report_download_failures",
     "report_download_warnings",
+    "sparkline",
     "throughput_json",
-    "warn_ragged",
+    "warn_of_findings",
 ]
 
 
 def print_json(data: Any) -> None:
-    """Print ``data`` as one JSON document on stdout."""
-    click.echo(json.dumps(data, indent=2))
+    """Print ``data`` as one JSON document on stdout; NaN or infinity in ``data`` is a bug, not output."""
+    click.echo(json.dumps(data, indent=2, allow_nan=False))
 
 
 def _json_number(value: float | int | bool | None) -> float | int | bool | None:
-    # JSON has no NaN or infinity; an unrepresentable bound is reported as absent.
+    # JSON has no NaN or infinity; an unrepresentable figure is reported as absent.
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
 
 
 def dataset_info_json(info: DatasetInfo) -> dict[str, Any]:
-    """Return the JSON form of ``emloop dataset info``."""
+    """Return the JSON form of ``emloop dataset info``; ``stats`` appears where it was computed."""
     return {
         "dataset": info.dataset,
         "streams": [
             {
                 "name": stream.name,
                 "error": stream.error,
-                "sources": [
-                    {
-                        "name": source.name,
-                        "dtype": source.dtype,
-                        "shape": list(source.shape),
-                        "min": _json_number(source.min),
-                        "max": _json_number(source.max),
-                        "ragged": source.ragged,
-                    }
-                    for source in stream.sources
-                ],
+                "sources": [_source_json(source) for source in stream.sources],
             }
             for stream in info.streams
         ],
     }
 
 
-def warn_ragged(info: DatasetInfo) -> None:
-    """Warn on stderr about every ragged source and broken stream."""
+def _source_json(source: SourceInfo) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "name": source.name,
+        "dtype": source.dtype,
+        "shape": None if source.shape is None else list(source.shape),
+        "min": _json_number(source.min),
+        "max": _json_number(source.max),
+        "nan": source.nan,
+        "posinf": source.posinf,
+        "neginf": source.neginf,
+        "ragged": source.ragged,
+    }
+    if source.stats is not None:
+        data["stats"] = _stats_json(source.stats)
+    return data
+
+
+def _stats_json(stats: SourceStats) -> dict[str, Any]:
+    histogram = stats.histogram
+    data: dict[str, Any] = {
+        "mean": _json_number(stats.mean),
+        "std": _json_number(stats.std),
+        "histogram": None
+        if histogram is None
+        else {"edges": [_json_number(edge) for edge in histogram.edges], "counts": list(histogram.counts)},
+    }
+    if stats.values is not None:
+        data["values"] = {_value_key(value): count for value, count in stats.values.items()}
+    return data
+
+
+def _value_key(value: int | bool | str) -> str:
+    """Spell a counted value as a JSON key: booleans as JSON spells them."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def warn_of_findings(info: DatasetInfo) -> None:
+    """Warn on stderr about every broken stream, ragged source and source holding NaN or infinities."""
     for stream in info.streams:
         if stream.error is not None:
             click.echo(f"warning: stream `{stream.name}` is broken: {stream.error}", err=True)
         for source in stream.sources:
+            where = f"source `{source.name}` of stream `{stream.name}`"
             if source.ragged:
                 click.echo(
-                    f"warning: source `{source.name}` of stream `{stream.name}` is ragged "
-                    "(its examples differ in length or shape)",
+                    f"warning: {where} is ragged (its examples differ in length or shape)",
                     err=True,
                 )
+            if source.non_finite:
+                click.echo(f"warning: {where} holds {_non_finite(source)}", err=True)
+            if source.stats is not None and source.stats.histogram is not None:
+                binned = sum(source.stats.histogram.counts)
+                if binned != source.stats.count:
+                    click.echo(
+                        f"warning: the histogram of {where} holds {binned:,} of the {source.stats.count:,} "
+                        "values of the first pass: the stream yielded other data when called again "
+                        "(shuffled?); inspect whole epochs with --batches for a histogram of the same data",
+                        err=True,
+                    )
+
+
+def _non_finite(source: SourceInfo) -> str:
+    counts = (("NaN", source.nan), ("+inf", source.posinf), ("-inf", source.neginf))
+    return ", ".join(f"{count:,} {label}" for label, count in counts if count)
 
 
 def render_dataset_info(info: DatasetInfo) -> None:
-    """Print a table per stream on stdout."""
-    console = Console(file=sys.stdout)
+    """Print a table per stream on stdout, and one of statistics where they were computed."""
+    console = stdout_console()
     if not info.streams:
         console.print(escape(f"{info.dataset} has no streams (no public <name>_stream methods)"))
     for stream in info.streams:
@@ -102,19 +148,61 @@ def render_dataset_info(info: DatasetInfo) -> None:
                 f"[bold]{escape(stream.name)}[/bold] stream: [red]broken[/red]: {escape(stream.error)}"
             )
             continue
-        table = Table(title=escape(f"{stream.name} stream"), title_justify="left")
-        for column in ("source", "dtype", "shape", "range", "ragged"):
-            table.add_column(column)
-        for source in stream.sources:
-            value_range = "" if source.min is None else f"{source.min} – {source.max}"
-            table.add_row(
-                escape(source.name),
-                escape(source.dtype),
-                str(list(source.shape)),
-                value_range,
-                "[yellow]yes[/yellow]" if source.ragged else "no",
-            )
-        console.print(table)
+        console.print(_sources_table(stream))
+        if any(source.stats is not None for source in stream.sources):
+            console.print(_stats_table(stream))
+
+
+def _sources_table(stream: StreamInfo) -> Table:
+    table = Table(title=escape(f"{stream.name} stream"), title_justify="left")
+    for column in ("source", "dtype", "shape", "range", "NaN/inf", "ragged"):
+        table.add_column(column)
+    for source in stream.sources:
+        table.add_row(
+            Text(source.name),
+            Text(source.dtype),
+            Text("unknown" if source.shape is None else str(list(source.shape))),
+            Text("" if source.min is None else f"{source.min} – {source.max}"),
+            Text(_non_finite(source), style="red") if source.non_finite else Text("none"),
+            Text("yes", style="yellow") if source.ragged else Text("no"),
+        )
+    return table
+
+
+def _stats_table(stream: StreamInfo) -> Table:
+    table = Table(title=escape(f"{stream.name} stream: statistics"), title_justify="left")
+    for column in ("source", "mean", "std", "histogram", "values"):
+        table.add_column(column, no_wrap=column == "histogram")  # a sparkline is one line
+    for source in stream.sources:
+        stats = source.stats
+        if stats is None:
+            continue
+        histogram = stats.histogram
+        table.add_row(
+            Text(source.name),
+            Text("" if stats.mean is None else f"{stats.mean:.6g}"),
+            Text("" if stats.std is None else f"{stats.std:.6g}"),
+            Text(
+                ""
+                if histogram is None
+                else f"{histogram.edges[0]:.4g} {sparkline(histogram.counts)} {histogram.edges[-1]:.4g}"
+            ),
+            Text(
+                ""
+                if stats.values is None
+                else ", ".join(f"{_value_key(value)}: {count:,}" for value, count in stats.values.items())
+            ),
+        )
+    return table
+
+
+def sparkline(counts: Sequence[int]) -> str:
+    """Draw counts as one line of blocks: an empty bin as a space, the largest as a full block."""
+    largest = max(counts, default=0)
+    if largest == 0:
+        return " " * len(counts)
+    top = len(SPARK_BLOCKS) - 1
+    return "".join(SPARK_BLOCKS[math.ceil(count * top / largest)] for count in counts)
 
 
 MAX_TABLE_ROWS = 20
@@ -172,7 +260,7 @@ def render_download_results(results: Sequence[FileResult]) -> None:
             Text(f"{result.elapsed_s:.1f} s"),
             Text.assemble((result.status, style)),
         )
-    console = Console(file=sys.stdout, emoji=False, highlight=False)
+    console = stdout_console(emoji=False, highlight=False)
     if shown:
         console.print(table)
     total_bytes = sum(result.size_bytes or 0 for result in results)
@@ -216,7 +304,7 @@ def check_results_json(results: Sequence[CheckResult]) -> list[dict[str, Any]]:
 def render_check_results(results: Sequence[CheckResult]) -> None:
     """Print the files with problems (at most ``MAX_TABLE_ROWS``) and a summary line on stdout."""
     damaged = [result for result in results if not result.is_intact]
-    console = Console(file=sys.stdout, emoji=False, highlight=False)
+    console = stdout_console(emoji=False, highlight=False)
     if damaged:
         table = Table()
         table.add_column("file")
@@ -299,7 +387,7 @@ def render_throughput(report: ThroughputReport) -> None:
         ("wait per batch, max", _milliseconds(report.wait_max_seconds)),
     ):
         table.add_row(measure, value)
-    console = Console(file=sys.stdout)
+    console = stdout_console()
     console.print(table)
     if report.batches_per_second:
         console.print(

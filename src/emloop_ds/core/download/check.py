@@ -100,21 +100,21 @@ def _file_problems(
 def _extracted_problems(data_root: Path, record: FileRecord) -> tuple[list[str], list[str]]:
     missing, corrupt = [], []
     for item in record.extracted_files:
-        path = data_root / item["path"]
+        path = data_root / item.path
         try:
             size_bytes = os.stat(path).st_size
         except OSError:
-            missing.append(f"extracted {item['path']} is missing")
+            missing.append(f"extracted {item.path} is missing")
             continue
-        if size_bytes != item["size"]:
-            corrupt.append(f"extracted {item['path']} has {size_bytes} bytes, recorded {item['size']}")
+        if size_bytes != item.size:
+            corrupt.append(f"extracted {item.path} has {size_bytes} bytes, recorded {item.size}")
             continue
         try:
             with path.open("rb") as file:
                 digest = hashlib.file_digest(file, "sha256").hexdigest()
         except OSError as exc:
-            corrupt.append(f"extracted {item['path']} cannot be read ({exc.strerror or exc})")
+            corrupt.append(f"extracted {item.path} cannot be read ({exc.strerror or exc})")
             continue
-        if digest != item["sha256"]:
-            corrupt.append(f"extracted {item['path']} has sha256 {digest}, recorded {item['sha256']}")
+        if digest != item.sha256:
+            corrupt.append(f"extracted {item.path} has sha256 {digest}, recorded {item.sha256}")
     return missing, corrupt

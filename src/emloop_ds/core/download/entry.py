@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from emloop_ds.core.download.checksum import ALGORITHMS, Checksum
-from emloop_ds.core.download.extract import archive_format
+from emloop_ds.core.download.extract import archive_format, parse_size
 from emloop_ds.core.download.state import STATE_DIR
 from emloop_ds.core.errors import ConfigError
 
@@ -25,9 +25,6 @@ _SCHEMES = ("http", "https", "file")
 _UNSAFE_CHARACTERS = re.compile(r"[^A-Za-z0-9._+-]")
 _HEX = re.compile(r"[0-9a-fA-F]+")
 _ARCHIVES = "zip, tar, tar.gz, tgz, tar.bz2, tar.xz"
-_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kKMGTP]i?B|B)?\s*")
-_SIZE_UNITS = {"B": 1, "kB": 10**3, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12, "PB": 10**15}
-_SIZE_UNITS.update({"KiB": 2**10, "kiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40, "PiB": 2**50})
 
 
 @dataclass(frozen=True)
@@ -204,23 +201,6 @@ def _max_extract_bytes(value: Any, where: str) -> int | None:
     if value is None:
         return None
     try:
-        return _parse_size(value)
-    except (TypeError, ValueError):
-        raise ConfigError(
-            f"{where}: max_extract_size {value!r} is not a size; give bytes or a size such as 5GB "
-            "(GB = 10^9 bytes) or 5GiB (2^30 bytes)"
-        ) from None
-
-
-def _parse_size(value: int | str) -> int:
-    """Return the bytes of ``value``: an int, or a number with a unit (5GB = 5*10**9, 5GiB = 5*2**30)."""
-    if isinstance(value, bool) or not isinstance(value, (int, str)):
-        raise TypeError(f"not a size: {value!r}")
-    if isinstance(value, int):
-        if value < 0:
-            raise ValueError(f"negative size: {value}")
-        return value
-    match = _SIZE.fullmatch(value)
-    if match is None:
-        raise ValueError(f"not a size: {value!r}")
-    return int(float(match[1]) * _SIZE_UNITS[match[2] or "B"])
+        return parse_size(value)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None

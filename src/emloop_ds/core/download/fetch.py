@@ -13,14 +13,19 @@ import os
 import re
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from emloop_ds.core.download.checksum import Checksum, hash_file
 from emloop_ds.core.download.entry import DownloadEntry, parse_download_entries
-from emloop_ds.core.download.extract import extract_archive, remove_stale_staging
+from emloop_ds.core.download.extract import (
+    ExtractedFile,
+    default_max_extract_bytes,
+    extract_archive,
+    find_damaged,
+)
 from emloop_ds.core.download.lock import hold_lock
 from emloop_ds.core.download.parallel import run_parallel
 from emloop_ds.core.download.progress import FileProgress, NoProgress, Progress
@@ -173,19 +178,6 @@ def _complete_result(entry: DownloadEntry, store: StateStore) -> FileResult | No
     return FileResult(entry.filename, record.url, "already complete", 0.0, record.size_bytes, record.checksum)
 
 
-def find_damaged(data_root: Path, files: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    """Return the extracted files that are missing or changed in size."""
-    damaged = []
-    for item in files:
-        try:
-            is_intact = os.stat(data_root / item["path"]).st_size == item["size"]
-        except OSError:
-            is_intact = False
-        if not is_intact:
-            damaged.append(item)
-    return damaged
-
-
 def _fetch_entry(entry: DownloadEntry, run: _Run) -> FileResult:
     started_s = time.monotonic()
     progress = run.progress.open_file(entry.filename)
@@ -236,8 +228,9 @@ def _fetch_locked(
             entry.filename, record.url, record.checksum, extracted=True, extracted_files=files
         )
         return ("extracted" if status == "already complete" else status), record, warnings
-    if find_damaged(run.store.data_root, record.extracted_files):
-        files = _extract(entry, run.store)
+    damaged = find_damaged(run.store.data_root, record.extracted_files)
+    if damaged:  # restore them from the kept archive; were it gone, the record would not vouch for it
+        files = _extract(entry, run.store, only=[file.path for file in damaged])
         record = run.store.save(
             entry.filename, record.url, record.checksum, extracted=True, extracted_files=files
         )
@@ -301,15 +294,13 @@ def _download_from_mirrors(
     ) from failures[-1][1]
 
 
-def _extract(entry: DownloadEntry, store: StateStore) -> list[dict[str, Any]]:
-    """Extract the entry's archive into ``data_root``; return what it put there (path, size, sha256)."""
-    staging_parent = store.state_dir / "staging"
-    remove_stale_staging(entry.filename, staging_parent)
-    try:
-        extract_archive(store.data_root / entry.filename, store.data_root, staging_parent)
-    finally:
-        _remove_if_empty(staging_parent)
-    return []
+def _extract(entry: DownloadEntry, store: StateStore, only: list[str] | None = None) -> list[ExtractedFile]:
+    """Extract the entry's archive (or just the members ``only``) into ``data_root``; return its files."""
+    archive = store.data_root / entry.filename
+    max_bytes = entry.max_extract_bytes
+    if max_bytes is None:
+        max_bytes = default_max_extract_bytes(archive.stat().st_size)
+    return extract_archive(archive, store.data_root, max_bytes=max_bytes, only=only)
 
 
 def _remove_first_version_parts(data_root: Path) -> None:
@@ -320,8 +311,3 @@ def _remove_first_version_parts(data_root: Path) -> None:
             if name.endswith(".part") and _URL_TAG.fullmatch(name[-14:-5]):
                 with contextlib.suppress(OSError):
                     os.unlink(entry.path)
-
-
-def _remove_if_empty(folder: Path) -> None:
-    with contextlib.suppress(OSError):  # missing, or another extraction is using it
-        folder.rmdir()

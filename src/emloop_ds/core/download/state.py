@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from emloop_ds.core.download.checksum import Checksum
 from emloop_ds.core.download.durable import fsync_folder, write_json_atomically
+from emloop_ds.core.download.extracted_record import ExtractedFile
 from emloop_ds.core.errors import DownloadError
 
 __all__ = ["STATE_DIR", "FileRecord", "StateStore"]
@@ -43,8 +44,8 @@ class FileRecord:
     mtime_ns: int
     checksum: Checksum
     extracted: bool
-    extracted_files: tuple[Mapping[str, Any], ...] = field(default=())
-    """What extracting the archive put in ``data_root``: ``{"path", "size", "sha256"}`` per file."""
+    extracted_files: tuple[ExtractedFile, ...] = field(default=())
+    """What extracting the archive put in ``data_root``: path, size and sha256 per file."""
 
 
 class StateStore:
@@ -85,7 +86,7 @@ class StateStore:
         checksum: Checksum,
         *,
         extracted: bool,
-        extracted_files: Sequence[Mapping[str, Any]] = (),
+        extracted_files: Sequence[ExtractedFile] = (),
     ) -> FileRecord:
         """Record the file ``filename`` in ``data_root`` as complete, as it is now.
 
@@ -159,7 +160,9 @@ def _raw(record: FileRecord) -> dict[str, Any]:
         "mtime_ns": record.mtime_ns,
         "checksum": {"algorithm": record.checksum.algorithm, "digest": record.checksum.digest},
         "extracted": record.extracted,
-        "extracted_files": [dict(item) for item in record.extracted_files],
+        "extracted_files": [
+            {"path": f.path, "size": f.size, "sha256": f.sha256} for f in record.extracted_files
+        ],
     }
 
 
@@ -167,7 +170,7 @@ def _record(raw: dict[str, Any]) -> FileRecord | None:
     try:
         checksum = Checksum(str(raw["checksum"]["algorithm"]), str(raw["checksum"]["digest"]))
         files = tuple(
-            {"path": str(item["path"]), "size": int(item["size"]), "sha256": str(item["sha256"])}
+            ExtractedFile(str(item["path"]), int(item["size"]), str(item["sha256"]))
             for item in raw.get("extracted_files") or ()
         )
         return FileRecord(
