@@ -277,9 +277,7 @@ def _download_from_mirrors(
         except DownloadCancelledError:
             raise
         except DownloadError as exc:
-            failures.append((url, exc))
-            if len(failures) < len(entry.urls):
-                progress.note(f"mirror {url} failed; trying the next one")
+            failures.append((url, exc))  # reported once, as a warning, if a later mirror succeeds
             continue
         warnings = tuple(
             f"{entry.filename}: mirror {failed} failed ({error}); downloaded from {url}"
