@@ -82,17 +82,30 @@ def mirror_downloads(examples: Path, mirror: Path) -> None:
     mirror.mkdir()
     for config_path in examples.glob("*/config.yaml"):
         config = decode_yaml(config_path.read_text(encoding="utf-8"))
-        entries = config["dataset"].get("download_urls")
-        if not entries:
+        section = config["dataset"]
+        if section.get("download_filenames"):  # the url_root form: one root, each file checked by md5
+            names = [
+                entry if isinstance(entry, str) else entry["filename"]
+                for entry in section["download_filenames"]
+            ]
+            section["download_filenames"] = [_mirror_file(mirror, name) for name in names]
+            section["url_root"] = mirror.as_uri() + "/"
+        elif section.get("download_urls"):
+            urls = [entry if isinstance(entry, str) else entry["url"] for entry in section["download_urls"]]
+            names = [url.rstrip("/").rpartition("/")[2] for url in urls]
+            section["download_urls"] = [
+                {"url": (mirror / name).as_uri(), "md5": _mirror_file(mirror, name)["md5"]} for name in names
+            ]
+        else:
             continue
-        mirrored = []
-        for entry in entries:
-            url = entry if isinstance(entry, str) else entry["url"]
-            target = mirror / url.rstrip("/").rpartition("/")[2]
-            target.write_bytes(_mirror_content(target.name))
-            mirrored.append({"url": target.as_uri(), "md5": hashlib.md5(target.read_bytes()).hexdigest()})
-        config["dataset"]["download_urls"] = mirrored
         config_path.write_text(encode_yaml(config), encoding="utf-8")
+
+
+def _mirror_file(mirror: Path, name: str) -> dict[str, str]:
+    """Write the stand-in for ``name`` into ``mirror``; return its entry of ``download_filenames``."""
+    target = mirror / name
+    target.write_bytes(_mirror_content(name))
+    return {"filename": name, "md5": hashlib.md5(target.read_bytes()).hexdigest()}
 
 
 def _mirror_content(filename: str) -> bytes:

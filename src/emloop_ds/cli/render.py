@@ -6,7 +6,8 @@ import json
 import math
 import sys
 import traceback
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -18,18 +19,23 @@ from emloop_ds.cli.console import SPARK_BLOCKS, stdout_console
 from emloop_ds.core.schema import DatasetInfo, SourceInfo, StreamInfo
 
 if TYPE_CHECKING:  # each command imports only its own core modules
+    from emloop_ds.core.download.check import CheckResult
     from emloop_ds.core.download.fetch import FileResult
     from emloop_ds.core.stats import SourceStats
     from emloop_ds.core.throughput import ThroughputReport
 
 __all__ = [
+    "MAX_TABLE_ROWS",
+    "check_results_json",
     "dataset_info_json",
     "download_results_json",
     "print_json",
+    "render_check_results",
     "render_dataset_info",
     "render_download_results",
     "render_throughput",
     "report_download_failures",
+    "report_download_warnings",
     "sparkline",
     "throughput_json",
     "warn_of_findings",
@@ -199,7 +205,19 @@ def sparkline(counts: Sequence[int]) -> str:
     return "".join(SPARK_BLOCKS[math.ceil(count * top / largest)] for count in counts)
 
 
-_STATUS_STYLES = {"failed": "red", "already complete": "dim", "resumed": "yellow"}
+MAX_TABLE_ROWS = 20
+"""The most files a download or check table lists; --json lists every file."""
+
+_STATUS_STYLES = {
+    "failed": "red",
+    "missing": "red",
+    "corrupt": "red",
+    "incomplete": "yellow",
+    "already complete": "dim",
+    "intact": "dim",
+    "resumed": "yellow",
+    "restored": "yellow",
+}
 
 
 def download_results_json(results: Sequence[FileResult]) -> list[dict[str, Any]]:
@@ -218,19 +236,21 @@ def download_results_json(results: Sequence[FileResult]) -> list[dict[str, Any]]
                 "digest": result.checksum.digest,
             },
             "error": None if result.error is None else str(result.error),
+            "warnings": list(result.warnings),
         }
         for result in results
     ]
 
 
 def render_download_results(results: Sequence[FileResult]) -> None:
-    """Print a table of the files with their size, time and status on stdout."""
+    """Print a table of at most ``MAX_TABLE_ROWS`` files (failures first) and a summary line on stdout."""
+    shown = sorted(results, key=lambda result: result.error is None)[:MAX_TABLE_ROWS]
     table = Table()
     table.add_column("file")
     table.add_column("size", justify="right")
     table.add_column("time", justify="right")
     table.add_column("status")
-    for result in results:
+    for result in shown:
         size = "" if result.size_bytes is None else _format_bytes(result.size_bytes)
         style = _STATUS_STYLES.get(result.status, "green")
         # Text cells are neither parsed as markup nor searched for emoji codes: ~30% of the printing time.
@@ -240,7 +260,23 @@ def render_download_results(results: Sequence[FileResult]) -> None:
             Text(f"{result.elapsed_s:.1f} s"),
             Text.assemble((result.status, style)),
         )
-    stdout_console(emoji=False).print(table)
+    console = stdout_console(emoji=False, highlight=False)
+    if shown:
+        console.print(table)
+    total_bytes = sum(result.size_bytes or 0 for result in results)
+    summary = (
+        f"{len(results):,} files, {_format_bytes(total_bytes)}: {_count_statuses(r.status for r in results)}"
+    )
+    if len(shown) < len(results):
+        summary += f" ({len(results) - len(shown):,} not listed; --json lists every file)"
+    console.print(Text(summary), soft_wrap=True)
+
+
+def report_download_warnings(results: Sequence[FileResult]) -> None:
+    """Print one ``warning:`` line on stderr per mirror that failed before another one succeeded."""
+    for result in results:
+        for warning in result.warnings:
+            click.echo(f"warning: {warning}", err=True)
 
 
 def report_download_failures(results: Sequence[FileResult], verbose: bool) -> None:
@@ -250,6 +286,45 @@ def report_download_failures(results: Sequence[FileResult], verbose: bool) -> No
             if verbose:
                 traceback.print_exception(result.error, file=sys.stderr)
             click.echo(f"error: {result.error}", err=True)
+
+
+def check_results_json(results: Sequence[CheckResult]) -> list[dict[str, Any]]:
+    """Return the JSON form of ``emloop dataset download --check``: one object per file."""
+    return [
+        {
+            "filename": result.filename,
+            "status": result.status,
+            "size_bytes": result.size_bytes,
+            "problems": list(result.problems),
+        }
+        for result in results
+    ]
+
+
+def render_check_results(results: Sequence[CheckResult]) -> None:
+    """Print the files with problems (at most ``MAX_TABLE_ROWS``) and a summary line on stdout."""
+    damaged = [result for result in results if not result.is_intact]
+    console = stdout_console(emoji=False, highlight=False)
+    if damaged:
+        table = Table()
+        table.add_column("file")
+        table.add_column("status")
+        table.add_column("problem")
+        for result in damaged[:MAX_TABLE_ROWS]:
+            style = _STATUS_STYLES.get(result.status, "red")
+            table.add_row(
+                Text(result.filename), Text.assemble((result.status, style)), Text("; ".join(result.problems))
+            )
+        console.print(table)
+    summary = f"{len(results):,} files checked: {_count_statuses(result.status for result in results)}"
+    if len(damaged) > MAX_TABLE_ROWS:
+        summary += f" ({len(damaged) - MAX_TABLE_ROWS:,} not listed; --json lists every file)"
+    console.print(Text(summary), soft_wrap=True)
+
+
+def _count_statuses(statuses: Iterable[str]) -> str:
+    counts = Counter(statuses)
+    return ", ".join(f"{count:,} {status}" for status, count in counts.most_common()) or "none"
 
 
 def _format_bytes(n_bytes: int) -> str:

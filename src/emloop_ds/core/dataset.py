@@ -104,7 +104,10 @@ class BaseDataset(AbstractDataset):
 class DownloadableDataset(BaseDataset):
     """Base class for datasets whose files are downloaded into ``data_root`` from ``download_urls``.
 
-    Both usually come from the config; a subclass may instead implement them as properties. An exception
+    The typical use-case is that ``data_root``, ``url_root`` and ``download_filenames`` come from the
+    config: ``url_root`` (a base URL, or a list of mirror roots) joined with each of
+    ``download_filenames`` makes the ``download_urls``. The config may instead give ``download_urls``
+    itself, or a subclass may implement ``data_root`` and ``download_urls`` as properties. An exception
     raised by such a property is reported as a ``DatasetError`` naming it (NOTE [download properties]).
     """
 
@@ -125,12 +128,34 @@ class DownloadableDataset(BaseDataset):
         self,
         data_root: str | None = None,
         download_urls: Iterable[str | Mapping[str, Any]] | None = None,
+        url_root: str | list[str] | None = None,
+        download_filenames: list[str | Mapping[str, Any]] | None = None,
         **kwargs: Any,
     ) -> None:
-        """Save ``data_root`` and ``download_urls`` as the default implementation of their properties."""
+        """Save the passed values and use them as the default implementation of the properties.
+
+        Raises:
+            ConfigError: if both ``download_urls`` and ``url_root`` are given, or ``download_filenames``
+                without ``url_root``, or either is malformed.
+        """
         self._data_root = data_root
         self._download_urls = download_urls
         self._received_download_keys = True
+        if url_root is None and download_filenames is None:
+            return
+        if download_urls is not None:
+            raise ConfigError(
+                f"{type(self).__name__} got both download_urls and url_root/download_filenames; "
+                "keep one of the two forms in the dataset section of the config"
+            )
+        if url_root is None:
+            raise ConfigError(
+                f"{type(self).__name__} got download_filenames but no url_root; add `url_root: <base URL>` "
+                "(or a list of mirror roots) to the dataset section of the config"
+            )
+        from emloop_ds.core.download.entry import entries_from_url_root
+
+        self._download_urls = entries_from_url_root(url_root, download_filenames)
 
     @property
     def data_root(self) -> str:
@@ -211,8 +236,7 @@ class DownloadableDataset(BaseDataset):
         """
         import logging
 
-        from emloop_ds.core.download.fetch import fetch_dataset, raise_failures
-        from emloop_ds.core.download.progress import TqdmProgress
+        from emloop_ds.core.download import TqdmProgress, fetch_dataset, raise_failures
 
         results = fetch_dataset(
             self.data_root,
@@ -224,6 +248,8 @@ class DownloadableDataset(BaseDataset):
         )
         logger = logging.getLogger("emloop_ds")
         for result in results:
+            for warning in result.warnings:
+                logger.warning("%s", warning)
             if result.error is None:
                 logger.info("%s: %s (%s)", result.filename, result.status, result.checksum)
         raise_failures(results)
