@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from emloop_ds.cli.main import cli
+from emloop_ds.core.config import decode_yaml
 
 WriteDataset = Callable[..., Path]
 IRIS = Path(__file__).resolve().parents[2] / "examples" / "iris" / "config.yaml"
@@ -425,3 +426,66 @@ def test_download_keys_that_are_lost_or_fail_are_one_error_line(
     verbose = run_emloop(emloop_command, "dataset", "download", str(config), "--verbose", cwd=config.parent)
     assert verbose.returncode == code
     assert "Traceback (most recent call last)" in verbose.stderr
+
+
+UNICODE = """
+from emloop_ds import BaseDataset
+
+class Data(BaseDataset):
+    def _configure_dataset(self, output_dir, **kwargs):
+        pass
+
+    def text(self):
+        return "naïve – 東京"
+
+    def mapping(self):
+        return {"café": ["東京", 1.5]}
+
+    def values_stream(self):
+        yield {"x": [1]}
+
+    def trouble(self):
+        raise ValueError("bad café")
+"""
+
+
+@pytest.mark.parametrize(
+    ("method", "stdout", "stderr"),
+    [
+        ("text", "na?ve - ????\n", ""),
+        ("mapping", '"caf\\xE9":\n- "\\u6771\\u4EAC"\n- 1.5\n', ""),
+        ("values-stream", "", "note: Data.values_stream() returned a stream, which is not printed; "),
+        ("trouble", "", r"error: Data.trouble() failed: ValueError: bad caf\xe9 (--verbose shows"),
+    ],
+)
+def test_a_terminal_that_cannot_encode_unicode_gets_ascii(
+    emloop_command: str, write_dataset: WriteDataset, method: str, stdout: str, stderr: str
+) -> None:
+    config = write_dataset(UNICODE)
+    environment = {**os.environ, "PYTHONIOENCODING": "ascii"}
+    result = subprocess.run(
+        [emloop_command, "dataset", method, str(config)], capture_output=True, timeout=60, env=environment
+    )
+    assert result.stdout.decode("ascii") == stdout
+    assert result.stderr.decode("ascii").startswith(stderr)
+    assert "Traceback" not in result.stderr.decode("ascii")
+    assert result.returncode == (1 if method == "trouble" else 0)
+
+
+def test_escaped_yaml_and_json_on_an_ascii_terminal_are_exact(
+    emloop_command: str, write_dataset: WriteDataset
+) -> None:
+    config = str(write_dataset(UNICODE))
+    environment = {**os.environ, "PYTHONIOENCODING": "ascii"}
+    yaml_out, json_out = (
+        subprocess.run(
+            [emloop_command, "dataset", "mapping", config, *extra],
+            capture_output=True,
+            timeout=60,
+            env=environment,
+        ).stdout.decode("ascii")
+        for extra in ((), ("--json",))
+    )
+    assert decode_yaml(yaml_out) == json.loads(json_out) == {"café": ["東京", 1.5]}
+    code, out, _ = invoke("dataset", "mapping", config)  # a UTF-8 stdout gets the characters themselves
+    assert (code, out) == (0, "café:\n- 東京\n- 1.5\n")

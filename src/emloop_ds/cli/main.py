@@ -11,6 +11,7 @@ import click
 
 from emloop_ds.cli.dataset import dataset
 from emloop_ds.cli.options import VERBOSE_KEY, verbose_option
+from emloop_ds.cli.stderr import echo_stderr
 from emloop_ds.core.errors import EmloopDsError
 
 __all__ = ["LIBRARY_LOGGERS", "cli", "main"]
@@ -52,7 +53,7 @@ def _report(ctx: click.Context, exc: BaseException, message: str) -> None:
         import traceback
 
         traceback.print_exception(exc, file=sys.stderr)
-    click.echo(message, err=True)
+    echo_stderr(message)
 
 
 def _exit_for_click_error(ctx: click.Context, exc: click.ClickException) -> NoReturn:
@@ -62,11 +63,11 @@ def _exit_for_click_error(ctx: click.Context, exc: click.ClickException) -> NoRe
     """
     if type(exc).__name__ == "NoArgsIsHelpError":
         raise exc
-    click.echo("error: " + "; ".join(exc.format_message().splitlines()), err=True)
+    echo_stderr("error: " + "; ".join(exc.format_message().splitlines()))
     if isinstance(exc, click.UsageError):
         failed = exc.ctx or ctx
         usage = " ".join([failed.command_path, *failed.command.collect_usage_pieces(failed)])
-        click.echo(f"usage: {usage}  (see '{failed.command_path} --help')", err=True)
+        echo_stderr(f"usage: {usage}  (see '{failed.command_path} --help')")
     sys.exit(exc.exit_code)
 
 

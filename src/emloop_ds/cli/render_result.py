@@ -8,7 +8,7 @@ from collections.abc import Iterable, Iterator, Mapping, Set
 from pathlib import Path
 from typing import Any
 
-import click
+from emloop_ds.cli.stderr import echo_stderr
 
 __all__ = ["render_method_result", "to_plain_data"]
 
@@ -20,23 +20,31 @@ def render_method_result(result: Any, call: str, config: Path, as_json: bool) ->
 
     Mappings and sequences are printed as YAML (JSON with ``as_json``), a string as it is, ``None`` not
     at all. A stream (an iterator, or an iterable without a length) is not consumed: a note on stderr
-    points to ``emloop dataset stream``.
+    points to ``emloop dataset stream``. Where stdout cannot encode Unicode, YAML and JSON escape it
+    (exact and valid) and text degrades to ASCII look-alikes (NOTE [ASCII output], cli/console).
     """
     if _is_stream(result):
         _point_to_stream_command(result, call, config)
         return
-    if as_json:
-        click.echo(json.dumps(to_plain_data(result, json_safe=True), indent=2, ensure_ascii=False))
-        return
-    if result is None:
-        return
-    plain = to_plain_data(result, json_safe=False)
-    if isinstance(plain, dict | list):
-        from emloop_ds.core.config import encode_yaml
+    from emloop_ds.cli.console import stdout_console
 
-        click.echo(encode_yaml(plain, sort_keys=False), nl=False)
+    stdout = stdout_console().file  # set up to degrade to ASCII where needed: NOTE [ASCII output]
+    encoding = (getattr(stdout, "encoding", None) or "utf-8").lower()
+    is_unicode = encoding.replace("_", "-").startswith("utf")
+    if as_json:
+        text = json.dumps(to_plain_data(result, json_safe=True), indent=2, ensure_ascii=not is_unicode) + "\n"
+    elif result is None:
+        return
     else:
-        click.echo(plain if isinstance(plain, str) else str(plain))
+        plain = to_plain_data(result, json_safe=False)
+        if isinstance(plain, dict | list):
+            from emloop_ds.core.config import encode_yaml
+
+            text = encode_yaml(plain, sort_keys=False, allow_unicode=is_unicode)
+        else:
+            text = f"{plain}\n"
+    stdout.write(text)
+    stdout.flush()
 
 
 def to_plain_data(value: Any, json_safe: bool) -> Any:
@@ -100,4 +108,4 @@ def _point_to_stream_command(result: Any, call: str, config: Path) -> None:
             "to read it from the command line, name the method `<name>_stream` and run "
             f"`emloop dataset stream {config} --stream <name>`"
         )
-    click.echo(f"note: {call} returned a stream, which is not printed; {how}", err=True)
+    echo_stderr(f"note: {call} returned a stream, which is not printed; {how}")

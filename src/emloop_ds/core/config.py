@@ -62,12 +62,17 @@ def decode_yaml(text: str, source: str = "<string>") -> Any:
         raise ConfigError(f"YAML error in {source}: {exc}; fix the YAML") from exc
 
 
-def encode_yaml(data: Any, sort_keys: bool = True) -> str:
-    """Encode plain data (dicts, lists, scalars) as a block-style YAML string, keys sorted unless asked."""
+def encode_yaml(data: Any, sort_keys: bool = True, allow_unicode: bool = True) -> str:
+    """Encode plain data (dicts, lists, scalars) as a block-style YAML string.
+
+    Keys are sorted unless ``sort_keys`` is false; without ``allow_unicode``, non-ASCII characters are
+    written as escapes in double-quoted strings.
+    """
     from ruamel.yaml import YAML
 
     yaml = YAML(typ="safe")  # libyaml's emitter where installed: NOTE [libyaml]
     yaml.default_flow_style = False
+    yaml.allow_unicode = allow_unicode
     yaml.representer.sort_base_mapping_type_on_output = sort_keys
     stream = io.StringIO()
     yaml.dump(data, stream)
