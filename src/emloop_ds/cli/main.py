@@ -20,7 +20,10 @@ EXIT_INTERRUPTED = 130
 
 LOG_FORMAT = "%(asctime)s.%(msecs)03d %(levelname)-7s %(name)s: %(message)s"
 LOG_DATE_FORMAT = "%H:%M:%S"
-LIBRARY_LOGGERS = ("asyncio", "distributed", "filelock", "fsspec", "PIL", "tornado", "urllib3")
+LIBRARY_LOGGERS = (
+    *("absl", "asyncio", "bokeh", "botocore", "charset_normalizer", "distributed", "filelock", "fsspec"),
+    *("h5py", "httpcore", "httpx", "matplotlib", "numexpr", "PIL", "s3fs", "tornado", "urllib3"),
+)
 """Loggers of libraries that datasets and downloads use: they stay at WARNING, their INFO is noise here."""
 
 
