@@ -489,3 +489,20 @@ def test_escaped_yaml_and_json_on_an_ascii_terminal_are_exact(
     assert decode_yaml(yaml_out) == json.loads(json_out) == {"café": ["東京", 1.5]}
     code, out, _ = invoke("dataset", "mapping", config)  # a UTF-8 stdout gets the characters themselves
     assert (code, out) == (0, "café:\n- 東京\n- 1.5\n")
+
+
+def test_a_class_with_thousands_of_methods_gets_a_short_suggestion(write_dataset: WriteDataset) -> None:
+    methods = "".join(
+        f"    def method_{index:04d}(self):\n        return {index}\n\n" for index in range(2000)
+    )
+    source = (
+        "from emloop_ds import BaseDataset\n\nclass Data(BaseDataset):\n"
+        "    def _configure_dataset(self, output_dir, **kwargs):\n        pass\n\n" + methods
+    )
+    config = str(write_dataset(source))
+    assert invoke("dataset", "method-1999", config) == (0, "1999\n", "")
+    code, out, err = invoke("dataset", "method-19999", config)
+    assert (code, out) == (2, "")
+    assert "did you mean `method-1999`" in err
+    assert err.endswith(", method-0029 and 1971 more\n")
+    assert len(err) < 1000

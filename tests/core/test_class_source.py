@@ -136,3 +136,13 @@ def test_the_iris_example_is_read() -> None:
     names = read_class_names("iris_dataset.IrisDataset", [folder])
     assert names is not None
     assert names.functions == {"train_stream", "test_stream", "class_counts", "stream_info"}
+
+
+def test_a_base_reached_through_a_module_alias_is_read(tmp_path: Path) -> None:
+    module = write_module(
+        tmp_path,
+        "import emloop_ds as el\n\nclass Data(el.DownloadableDataset):\n    def own(self):\n        pass\n",
+    )
+    names = read_class_names(f"{module}.Data", [tmp_path])
+    assert names is not None
+    assert names.functions == {"own", "stream_info", "download"}

@@ -99,8 +99,16 @@ def _unknown_name_error(
     hint = f"did you mean {_quote(close)}? " if close else ""
     return ConfigError(
         f"`{cmd_name}` is neither a command nor a method of {class_path}; {hint}"
-        f"commands: {', '.join(builtins)}; methods: {', '.join(dashed) or 'none'}"
+        f"commands: {', '.join(builtins)}; methods: {_listing(dashed)}"
     )
+
+
+def _listing(names: list[str], limit: int = 30) -> str:
+    """Join names for a message; a class with hundreds of methods gets the first ``limit`` and a count."""
+    if not names:
+        return "none"
+    shown = ", ".join(names[:limit])
+    return shown if len(names) <= limit else f"{shown} and {len(names) - limit} more"
 
 
 def _close_names(name: str, candidates: list[str]) -> list[str]:
