@@ -37,7 +37,11 @@ class DatasetGroup(click.Group):
 
 
 def _method_command(cmd_name: str, method: str, builtins: list[str]) -> click.Command:
-    @click.command(cmd_name, help=f"Call the dataset's method {method}() with no arguments.")
+    @click.command(
+        cmd_name,
+        help=f"Call the dataset's method {method}() with no arguments and print what it returns.\n\n"
+        f"Example: emloop dataset {cmd_name} examples/iris/config.yaml --json",
+    )
     @config_argument
     @overrides_argument
     @json_option
