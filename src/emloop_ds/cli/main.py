@@ -37,6 +37,19 @@ class EmloopGroup(click.Group):
         except click.ClickException as exc:
             _exit_for_click_error(ctx, exc)
 
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        """Find the subcommand, suggesting the closest names for an unknown one (as newer Click does)."""
+        name = args[0] if args else ""
+        if name and not name.startswith("-") and self.get_command(ctx, name) is None:
+            import difflib
+
+            close = difflib.get_close_matches(name, self.list_commands(ctx), n=3, cutoff=0.6)
+            hint = "did you mean " + " or ".join(f"`{match}`" for match in close) + "? " if close else ""
+            ctx.fail(f"no command `{name}`; {hint}commands: {', '.join(self.list_commands(ctx))}")
+        return super().resolve_command(ctx, args)
+
     def invoke(self, ctx: click.Context) -> Any:
         """Run the command, converting our errors, Click's and ``KeyboardInterrupt`` into exits."""
         try:
