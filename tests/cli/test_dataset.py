@@ -255,11 +255,15 @@ def test_an_error_caused_by_an_override_names_the_override(write_dataset: WriteD
 
 
 RESULTS = """
+import enum
 from pathlib import Path
 
 import numpy as np
 
 from emloop_ds import BaseDataset
+
+class Level(enum.IntEnum):
+    HIGH = 3
 
 class Data(BaseDataset):
     def _configure_dataset(self, output_dir, marker=None, **kwargs):
@@ -269,6 +273,20 @@ class Data(BaseDataset):
 
     def counts(self):
         return {"zebra": np.int64(3), "ant": 1, "nested": {"z": [1.5, float("nan")], "a": np.arange(3)}}
+
+    def moments(self):
+        return {"mean": np.float64(2.0), "std": np.array(0.5), "level": Level.HIGH, "ok": np.bool_(True)}
+
+    def loop(self):
+        result = {"a": [1]}
+        result["a"].append(result)
+        return result
+
+    def deep(self):
+        result = []
+        for _ in range(100_000):
+            result = [result]
+        return result
 
     def splits(self):
         return ("train", "test")
@@ -289,6 +307,29 @@ def test_a_mapping_result_is_printed_as_yaml_in_its_own_order(write_dataset: Wri
     code, out, err = invoke("dataset", "counts", str(write_dataset(RESULTS)))
     assert (code, err) == (0, "")
     assert out == "zebra: 3\nant: 1\nnested:\n  z:\n  - 1.5\n  - .nan\n  a:\n  - 0\n  - 1\n  - 2\n"
+
+
+def test_numpy_scalars_and_int_enums_print_as_plain_numbers(write_dataset: WriteDataset) -> None:
+    config = str(write_dataset(RESULTS))
+    assert invoke("dataset", "moments", config) == (0, "mean: 2.0\nstd: 0.5\nlevel: 3\nok: true\n", "")
+    code, out, _ = invoke("dataset", "moments", config, "--json")
+    assert (code, json.loads(out)) == (0, {"mean": 2.0, "std": 0.5, "level": 3, "ok": True})
+
+
+@pytest.mark.parametrize("as_json", [(), ("--json",)])
+@pytest.mark.parametrize(
+    ("method", "reason"),
+    [("loop", "it contains itself (a dict inside itself)"), ("deep", "it is nested too deeply")],
+)
+def test_an_unprintable_result_is_one_error_line(
+    emloop_command: str, write_dataset: WriteDataset, method: str, reason: str, as_json: tuple[str, ...]
+) -> None:
+    result = run_emloop(emloop_command, "dataset", method, str(write_dataset(RESULTS)), *as_json)
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr == (
+        f"error: Data.{method}() returned a result that cannot be printed: {reason}; "
+        "return plain data (mappings, lists, numbers, strings)\n"
+    )
 
 
 def test_results_are_printed_as_json_with_json(write_dataset: WriteDataset) -> None:
@@ -331,20 +372,66 @@ def test_a_stream_result_is_not_read_but_points_to_the_stream_command(
     assert marker.read_text() == "built"  # the stream was never started
 
 
+MARKED = """
+from pathlib import Path
+
+from emloop_ds import BaseDataset
+
+class Data(BaseDataset):
+    def _configure_dataset(self, output_dir, marker, **kwargs):
+        Path(marker).write_text("built")
+        self.inform = lambda: "set on the instance"
+
+    def summary(self):
+        return "summary"
+
+    @staticmethod
+    def version():
+        return "1.0"
+
+    @classmethod
+    def kinds(cls):
+        return [cls.__name__]
+"""
+
+
 @pytest.mark.parametrize(
     ("typed", "suggestion"),
-    [("inof", "did you mean `info`?"), ("sumary", "did you mean `summary`?"), ("stram", "`stream`")],
+    [("inof", "did you mean `info`?"), ("stram", "did you mean `stream` or `stream-info`?")],
 )
-def test_a_mistyped_name_is_refused_before_building_the_dataset(
+def test_a_mistyped_command_is_refused_before_building_the_dataset(
     write_dataset: WriteDataset, tmp_path: Path, typed: str, suggestion: str
 ) -> None:
     marker = tmp_path / "marker.txt"
-    code, out, err = invoke("dataset", typed, str(write_dataset(DATASET)), f"dataset.marker={marker}")
+    code, out, err = invoke("dataset", typed, str(write_dataset(MARKED)), f"dataset.marker={marker}")
     assert (code, out) == (2, "")
     assert err.startswith(f"error: `{typed}` is neither a command nor a method of testdata_")
     assert suggestion in err
-    assert len(err.splitlines()) == 1
+    assert err.endswith("methods: kinds, stream-info, summary, version\n")
     assert not marker.exists()
+
+
+def test_a_mistyped_method_is_looked_up_on_the_built_dataset(
+    write_dataset: WriteDataset, tmp_path: Path
+) -> None:
+    marker = tmp_path / "marker.txt"
+    code, out, err = invoke("dataset", "sumary", str(write_dataset(MARKED)), f"dataset.marker={marker}")
+    assert (code, out) == (2, "")
+    assert "`sumary` is neither a command nor a method" in err
+    assert "did you mean `summary`?" in err
+    assert err.endswith("methods: inform, kinds, stream-info, summary, version\n")
+    assert marker.read_text() == "built"
+
+
+@pytest.mark.parametrize(
+    ("method", "printed"),
+    [("version", "1.0\n"), ("kinds", "- Data\n"), ("inform", "set on the instance\n")],
+)  # `inform` is close to `info`: the source read shows it is set in _configure_dataset
+def test_static_and_class_methods_and_callable_attributes_run_as_in_emloop(
+    write_dataset: WriteDataset, tmp_path: Path, method: str, printed: str
+) -> None:
+    config = str(write_dataset(MARKED))
+    assert invoke("dataset", method, config, f"dataset.marker={tmp_path / 'm'}") == (0, printed, "")
 
 
 def test_a_mistyped_command_with_a_bad_config_is_named_first(tmp_path: Path) -> None:

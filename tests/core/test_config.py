@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from emloop_ds.core import config as config_module
-from emloop_ds.core.config import DatasetConfig, apply_overrides, decode_yaml, load_config
+from emloop_ds.core.config import DatasetConfig, apply_overrides, decode_yaml, describe_type, load_config
 from emloop_ds.core.errors import ConfigError
 
 
@@ -187,7 +187,7 @@ def test_malformed_override_is_a_config_error(override: str) -> None:
 
 
 def test_override_through_a_scalar_is_a_config_error() -> None:
-    with pytest.raises(ConfigError, match=r"dataset\.size is a int, not a mapping"):
+    with pytest.raises(ConfigError, match=r"dataset\.size is an int, not a mapping"):
         apply_overrides({"dataset": {"size": 3}}, ["dataset.size.x=1"])
 
 
@@ -237,3 +237,15 @@ def test_to_config_str_round_trips_awkward_strings(value: str) -> None:
     decoded = decode_yaml(config.to_config_str())
     assert decoded["value"] == value
     assert decoded["values"] == [value, {value: value}]
+
+
+@pytest.mark.parametrize(
+    ("value", "phrase"), [(3, "an int"), ([1], "a list"), (None, "a NoneType"), ("x", "a str")]
+)
+def test_describe_type_uses_the_right_article(value: object, phrase: str) -> None:
+    assert describe_type(value) == phrase
+
+
+def test_a_config_holding_an_int_says_an_int(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"holds an int, not a mapping"):
+        load_config(write(tmp_path / "c.yaml", "3\n"))
