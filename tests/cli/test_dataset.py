@@ -242,7 +242,7 @@ def test_an_override_naming_no_section_is_one_line_naming_the_sections(write_dat
     assert (code, out) == (2, "")
     assert err == (
         f"error: override 'datset.batch_size=2' names no section of config {config}: "
-        "`datset` is not one of its sections (dataset); check the first part of the key\n"
+        "`datset` is not one of its sections (dataset); did you mean `dataset`?\n"
     )
 
 

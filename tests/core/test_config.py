@@ -136,6 +136,13 @@ def test_override_naming_no_section_lists_the_sections(tmp_path: Path, override:
         load_config(path, [override])
 
 
+def test_override_naming_nothing_close_asks_to_check_the_key() -> None:
+    with pytest.raises(
+        ConfigError, match=r"`zzz` is not one of its sections \(dataset\); check the first part"
+    ):
+        apply_overrides({"dataset": {}}, ["zzz.a=1"])
+
+
 def test_override_of_an_empty_config_says_it_has_no_sections() -> None:
     with pytest.raises(ConfigError, match=r"sections \(none\)"):
         apply_overrides({}, ["dataset.class=a.B"])

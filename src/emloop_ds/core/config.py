@@ -158,10 +158,14 @@ def apply_overrides(
     for override in overrides:
         parts, value = _parse_override(override)
         if parts[0] not in result:
-            sections = ", ".join(map(str, result)) or "none"
+            import difflib
+
+            sections = [str(section) for section in result]
+            close = difflib.get_close_matches(parts[0], sections, n=1, cutoff=0.6)
+            advice = f"did you mean `{close[0]}`?" if close else "check the first part of the key"
             raise ConfigError(
                 f"override {override!r} names no section of {source}: `{parts[0]}` is not one of its "
-                f"sections ({sections}); check the first part of the key"
+                f"sections ({', '.join(sections) or 'none'}); {advice}"
             )
         node = result
         for depth, part in enumerate(parts[:-1]):
