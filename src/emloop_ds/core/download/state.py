@@ -56,6 +56,7 @@ class StateStore:
         self.data_root = data_root
         self.state_dir = data_root / STATE_DIR
         self.records_dir = self.state_dir / "files"
+        self._has_records_dir = False
 
     def read(self, filename: str) -> FileRecord | None:
         """Return the record of ``filename``, or ``None`` if there is none or it cannot be read."""
@@ -99,7 +100,9 @@ class StateStore:
             record = FileRecord(
                 url, status.st_size, status.st_mtime_ns, checksum, extracted, tuple(extracted_files)
             )
-            self.records_dir.mkdir(parents=True, exist_ok=True)
+            if not self._has_records_dir:
+                self.records_dir.mkdir(parents=True, exist_ok=True)
+                self._has_records_dir = True
             write_json_atomically(path, _raw(record))
         except OSError as exc:
             raise DownloadError(
