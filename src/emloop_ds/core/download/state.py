@@ -61,8 +61,8 @@ class StateStore:
     def read(self, filename: str) -> FileRecord | None:
         """Return the record of ``filename``, or ``None`` if there is none or it cannot be read."""
         try:
-            with open(self.records_dir / f"{filename}.json", encoding="utf-8") as file:
-                raw = json.load(file)
+            with open(os.path.join(self.records_dir, f"{filename}.json"), "rb") as file:
+                raw = json.loads(file.read())  # bytes: json detects UTF-8, skipping the text layer
         except (OSError, ValueError):
             return None  # a missing or unreadable record: the file is checked again, never trusted blindly
         return _record(raw) if isinstance(raw, dict) and raw.get("version") == _VERSION else None
@@ -73,7 +73,7 @@ class StateStore:
         if record is None or (checksum is not None and record.checksum != checksum):
             return None
         try:
-            status = os.stat(self.data_root / filename)
+            status = os.stat(os.path.join(self.data_root, filename))
         except OSError:
             return None
         if (status.st_size, status.st_mtime_ns) != (record.size_bytes, record.mtime_ns):
