@@ -136,7 +136,7 @@ def _download(
     url: str, target: Path, client: Client, checksum: Checksum | None, progress: FileProgress, resume: bool
 ) -> DownloadOutcome:
     part = part_path(target)
-    origin = read_origin(part) if resume else None
+    origin = read_origin(part) if resume and part.exists() else None
     continuation = _Continuation(
         checksum is not None, origin.validators if origin and origin.url == url else None, origin is not None
     )
