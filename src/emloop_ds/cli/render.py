@@ -357,6 +357,7 @@ def throughput_json(report: ThroughputReport) -> dict[str, Any]:
         "wait_median_seconds": report.wait_median_seconds,
         "wait_p95_seconds": report.wait_p95_seconds,
         "wait_max_seconds": report.wait_max_seconds,
+        "interrupted": report.interrupted,
     }
 
 
@@ -367,7 +368,8 @@ def render_throughput(report: ThroughputReport) -> None:
     )
     mode = "eager" if report.eager else "gated"
     buffering = f"{report.buffer_size:,} batches ({mode})" if report.buffer_size else "none"
-    table = Table(title=escape(f"{report.stream} stream"), title_justify="left")
+    title = f"{report.stream} stream" + (" (interrupted by Ctrl-C)" if report.interrupted else "")
+    table = Table(title=escape(title), title_justify="left")
     table.add_column("measure")
     table.add_column("value", justify="right")
     megabytes = None if report.nbytes is None else report.nbytes / 1e6
@@ -403,4 +405,7 @@ def _figure(value: float | None, unit: str = "", digits: int = 1) -> str:
 
 
 def _milliseconds(seconds: float | None) -> str:
-    return "–" if seconds is None else f"{seconds * 1e3:,.3f} ms"
+    if seconds is None:
+        return "–"
+    # Waits on a fast stream are fractions of a microsecond: keep three significant digits for them.
+    return f"{seconds * 1e3:.3g} ms" if 0 < seconds < 1e-3 else f"{seconds * 1e3:,.3f} ms"

@@ -85,12 +85,13 @@ def _not_json(value: Any) -> Any:
     raise ValueError(f"not JSON: {type(value).__name__}")
 
 
-def encode_yaml(data: Any) -> str:
-    """Encode plain data (dicts, lists, scalars) as a block-style YAML string."""
+def encode_yaml(data: Any, sort_keys: bool = True) -> str:
+    """Encode plain data (dicts, lists, scalars) as a block-style YAML string, keys sorted unless asked."""
     from ruamel.yaml import YAML
 
     yaml = YAML(typ="safe")  # libyaml's emitter where installed: NOTE [libyaml]
     yaml.default_flow_style = False
+    yaml.representer.sort_base_mapping_type_on_output = sort_keys
     stream = io.StringIO()
     yaml.dump(data, stream)
     return stream.getvalue()

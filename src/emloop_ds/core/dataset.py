@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import functools
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from emloop_ds.core.errors import ConfigError
+from emloop_ds.core.errors import ConfigError, DatasetError, EmloopDsError, describe_exception
 
 if TYPE_CHECKING:
     from emloop_ds.core.download.progress import Progress
@@ -106,11 +107,22 @@ class DownloadableDataset(BaseDataset):
     The typical use-case is that ``data_root``, ``url_root`` and ``download_filenames`` come from the
     config: ``url_root`` (a base URL, or a list of mirror roots) joined with each of
     ``download_filenames`` makes the ``download_urls``. The config may instead give ``download_urls``
-    itself, or a subclass may implement ``data_root`` and ``download_urls`` as properties.
+    itself, or a subclass may implement ``data_root`` and ``download_urls`` as properties. An exception
+    raised by such a property is reported as a ``DatasetError`` naming it (NOTE [download properties]).
     """
 
     _data_root: str | None = None
     _download_urls: Iterable[str | Mapping[str, Any]] | None = None
+    _received_download_keys = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Wrap a ``data_root`` or ``download_urls`` property of the subclass: NOTE [download properties]."""
+        super().__init_subclass__(**kwargs)
+        for name in _DOWNLOAD_KEYS:
+            attribute = cls.__dict__.get(name)
+            getter = attribute.fget if isinstance(attribute, property) else None
+            if isinstance(attribute, property) and getter is not None:
+                setattr(cls, name, _reporting_property(name, attribute, getter))
 
     def _configure_dataset(  # type: ignore[override]
         self,
@@ -128,6 +140,7 @@ class DownloadableDataset(BaseDataset):
         """
         self._data_root = data_root
         self._download_urls = download_urls
+        self._received_download_keys = True
         if url_root is None and download_filenames is None:
             return
         if download_urls is not None:
@@ -150,12 +163,10 @@ class DownloadableDataset(BaseDataset):
 
         Raises:
             ConfigError: if the config gave no ``data_root``.
+            DatasetError: if the config gave one but ``_configure_dataset`` did not pass it on.
         """
         if self._data_root is None:
-            raise ConfigError(
-                f"{type(self).__name__} has no data_root; add `data_root: <folder>` to the dataset section "
-                "of the config or override the data_root property"
-            )
+            raise self._missing_key_error("data_root", "`data_root: <folder>`")
         return self._data_root
 
     @property
@@ -164,13 +175,39 @@ class DownloadableDataset(BaseDataset):
 
         Raises:
             ConfigError: if the config gave no ``download_urls``.
+            DatasetError: if the config gave them but ``_configure_dataset`` did not pass them on.
         """
         if self._download_urls is None:
-            raise ConfigError(
-                f"{type(self).__name__} has no download_urls; add `download_urls:` with a list of URLs to "
-                "the dataset section of the config or override the download_urls property"
-            )
+            raise self._missing_key_error("download_urls", "`download_urls:` with a list of URLs")
         return self._download_urls
+
+    def _missing_key_error(self, key: str, example: str) -> EmloopDsError:
+        """Explain why ``key`` is missing: absent from the config, or lost by ``_configure_dataset``."""
+        name = type(self).__name__
+        if self._config_value(key) is None:
+            return ConfigError(
+                f"{name} has no {key}; add {example} to the dataset section of the config "
+                f"or override the {key} property"
+            )
+        how = (
+            "called super()._configure_dataset() without it"
+            if self._received_download_keys
+            else "did not call super()._configure_dataset()"
+        )
+        return DatasetError(
+            f"{name}._configure_dataset received {key} from the config but {how}, so it was lost; "
+            "pass both on: super()._configure_dataset(data_root=data_root, download_urls=download_urls), "
+            f"or override the {key} property"
+        )
+
+    def _config_value(self, key: str) -> Any:
+        from emloop_ds.core.config import decode_yaml
+
+        try:
+            config = decode_yaml(getattr(self, "_config_str", "") or "")
+        except ConfigError:
+            return None
+        return config.get(key) if isinstance(config, dict) else None
 
     def download(
         self,
@@ -216,3 +253,30 @@ class DownloadableDataset(BaseDataset):
             if result.error is None:
                 logger.info("%s: %s (%s)", result.filename, result.status, result.checksum)
         raise_failures(results)
+
+
+_DOWNLOAD_KEYS = ("data_root", "download_urls")
+
+# NOTE [download properties]: a subclass may compute data_root or download_urls in a property, which may
+# fail (a missing environment variable, an unreadable index file). Both are read by `download()` and by the
+# `emloop dataset download` command; a bare KeyError from there would be a traceback, as if emloop-ds had a
+# bug. So DownloadableDataset.__init_subclass__ wraps such a property: its exceptions other than our own
+# become a DatasetError that names the property, with the original as its cause (shown by --verbose).
+
+
+def _reporting_property(name: str, original: property, getter: Callable[[Any], Any]) -> property:
+    """Return ``original`` with the exceptions of its ``getter`` reported as a ``DatasetError`` naming it."""
+
+    @functools.wraps(getter)
+    def get(self: DownloadableDataset) -> Any:
+        try:
+            return getter(self)
+        except EmloopDsError:
+            raise
+        except Exception as exc:
+            raise DatasetError(
+                f"{type(self).__name__}.{name} failed: {describe_exception(exc)}; fix the {name} property "
+                "(--verbose shows the traceback)"
+            ) from exc
+
+    return property(get, original.fset, original.fdel, original.__doc__)
