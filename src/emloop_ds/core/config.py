@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 import os
 import stat
 from collections.abc import Mapping, Sequence
@@ -54,6 +53,8 @@ class DatasetConfig:
         and ``decode_yaml`` reads JSON first: encoding and decoding a 10,000-entry download list then takes
         ~20 ms instead of ~1 s of YAML, so a config is parsed as YAML only once.
         """
+        import json
+
         data = {**self.kwargs, "output_dir": output_dir}
         try:
             text = json.dumps(data, allow_nan=False, default=_not_json)
@@ -77,6 +78,8 @@ def decode_yaml(text: str, source: str = "<string>") -> Any:
     from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
     if text.startswith("{"):  # NOTE [JSON config string]
+        import json
+
         try:
             return json.loads(text)
         except ValueError:

@@ -153,7 +153,7 @@ class DownloadableDataset(BaseDataset):
                 f"{type(self).__name__} got download_filenames but no url_root; add `url_root: <base URL>` "
                 "(or a list of mirror roots) to the dataset section of the config"
             )
-        from emloop_ds.core.download.entry import entries_from_url_root
+        from emloop_ds.core.download.url_root import entries_from_url_root
 
         self._download_urls = entries_from_url_root(url_root, download_filenames)
 
