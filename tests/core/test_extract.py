@@ -481,7 +481,6 @@ def test_an_archive_of_2000_members_is_extracted_checked_and_restored(
     assert find_damaged(data_root, files) == lost
     assert extract_archive(archive, data_root, max_bytes=10**9, only=[file.path for file in lost]) == files
     assert find_damaged(data_root, files) == []
-    assert _extract(archive, data_root) == files  # again, over its own files
 
 
 def test_zip_members_are_hashed_and_restored_alone(tmp_path: Path, data_root: Path) -> None:
