@@ -25,6 +25,7 @@ from emloop_ds.core.download.extract import (
     extract_archive,
     find_damaged,
     parse_size,
+    remove_stale_staging,
 )
 from emloop_ds.core.download.extracted_record import read_record
 from emloop_ds.core.download.unpack import SizeBound, write_member
@@ -506,3 +507,33 @@ def test_a_folder_where_a_file_was_counts_as_damaged(tmp_path: Path, data_root: 
     (data_root / "set" / "a").unlink()
     (data_root / "set" / "a").mkdir()
     assert find_damaged(data_root, files) == files
+
+
+def test_a_roll_back_the_file_system_refuses_is_kept_and_finished_by_the_next_run(
+    tmp_path: Path, data_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    archive = _tar(tmp_path / "set.tar", *[("file", f"set/{n:02}.txt", b"data") for n in range(20)])
+    real_link = os.link
+    links = []
+
+    def link_until_the_disk_is_full(*args: Any, **kwargs: Any) -> None:
+        links.append(args)
+        if len(links) == 10:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_link(*args, **kwargs)
+
+    def refuse_unlink(*args: Any, **kwargs: Any) -> None:
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(os, "link", link_until_the_disk_is_full)
+    monkeypatch.setattr(os, "unlink", refuse_unlink)
+    with pytest.raises(ExtractionError, match="No space left on device"):
+        _extract(archive, data_root)
+    monkeypatch.undo()
+    assert len(_tree(data_root / "set")) == 9  # placed, and not yet removed
+    [kept] = (_state(data_root) / "staging").iterdir()
+    assert (kept / "journal.json").is_file()
+    remove_stale_staging("set.tar", _state(data_root) / "staging")  # what the next extraction does first
+    assert _tree(data_root) == set()
+    assert not (_state(data_root) / "staging").exists()
+    assert len(_extract(archive, data_root)) == 20

@@ -172,11 +172,17 @@ def remove_stale_staging(archive_name: str, staging_parent: Path) -> None:
 
 
 def _extract_staged(
-    archive: Path, kind: str, root: Path, staging: Path, max_bytes: int, only: Collection[str] | None
+    archive: Path,
+    kind: str,
+    root: Path,
+    folder: staging.StagingFolder,
+    max_bytes: int,
+    only: Collection[str] | None,
 ) -> list[ExtractedFile]:
     state_dir = root / STATE_DIR
+    staging_path = folder.path
     wanted = None if only is None else set(only)
-    tree = staging / "tree"
+    tree = staging_path / "tree"
     tree.mkdir()
     written = unpack_archive(archive, kind, tree, max_bytes=max_bytes, only=wanted, reserved=STATE_DIR)
     files, folders = list_staged(tree, written, wanted)
@@ -188,15 +194,16 @@ def _extract_staged(
         )
     previous = read_record(state_dir, archive.name)
     earlier = {} if previous is None else previous.files
-    merge = TreeMerge(archive.name, tree, root, state_dir, staging / "backup")
+    merge = TreeMerge(archive.name, tree, root, state_dir, staging_path / "backup")
     journal = merge.plan(uuid.uuid4().hex, files, folders, earlier.keys() | (wanted or set()))
     kept = files if wanted is None else {**earlier, **files}
     try:
-        write_journal(staging, journal)
+        write_journal(staging_path, journal)
         merge.apply(journal, files)
         write_record(state_dir, archive.name, journal.run, kept.values())
     except BaseException as exc:
-        merge.roll_back(journal)
+        folder.is_kept = True  # with its journal, until the roll-back is complete (NOTE [staging locks])
+        folder.is_kept = not merge.roll_back(journal)
         if isinstance(exc, OSError):
             raise _merge_error(archive.name, exc) from exc
         raise
