@@ -95,7 +95,9 @@ def write_json_durably(path: Path, data: Any) -> None:
     Raises:
         OSError: if it cannot be written; no temporary file is left behind.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.parent.is_dir():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fsync_folder(path.parent.parent)  # the new folder's own name
     descriptor, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     temporary = Path(name)
     try:
