@@ -234,27 +234,32 @@ def test_extracted_files_are_returned_and_recorded_with_their_hashes(tmp_path: P
     assert not (_state(data_root) / "staging").exists()
 
 
-@pytest.mark.parametrize(
-    "members",
-    [
-        [("file", ".emloop-ds/manifest.json", b"{}")],
-        [("file", "./.emloop-ds/locks/x.lock", b"")],
-        [("file", ".EMLOOP-DS/manifest.json", b"{}")],  # case-insensitive file systems
-        [("dir", ".emloop-ds", "")],
-        [("symlink", "state", ".emloop-ds"), ("file", "ok.txt", b"")],
+STATE_FOLDER_MEMBERS = {  # case: (members, the member refused)
+    "file": ([("file", ".emloop-ds/manifest.json", b"{}")], ".emloop-ds/manifest.json"),
+    "dot-slash": ([("file", "./.emloop-ds/locks/x.lock", b"")], "./.emloop-ds/locks/x.lock"),
+    "other case": ([("file", ".EMLOOP-DS/manifest.json", b"{}")], ".EMLOOP-DS/manifest.json"),
+    "folder": ([("dir", ".emloop-ds", "")], ".emloop-ds"),
+    "link to it": ([("symlink", "state", ".emloop-ds"), ("file", "ok.txt", b"")], "state"),
+    "through a link": (
         [("symlink", "set/up", ".."), ("file", "set/up/.emloop-ds/manifest.json", b"{}")],
-    ],
-)
+        "set/up/.emloop-ds/manifest.json",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", STATE_FOLDER_MEMBERS)
 def test_member_under_the_state_folder_is_refused_with_its_name(
-    tmp_path: Path, data_root: Path, members: list[tuple[str, str, str | bytes]]
+    tmp_path: Path, data_root: Path, case: str
 ) -> None:
+    members, refused = STATE_FOLDER_MEMBERS[case]
     _state(data_root).mkdir()
     (_state(data_root) / "manifest.json").write_text("ours")
     archive = _tar(tmp_path / "evil.tar", ("file", "set/first.txt", b"safe"), *members)
     with pytest.raises(ExtractionError) as caught:
         _extract(archive, data_root)
-    refused = members[-1][1] if members[-1][1] != "ok.txt" else members[0][1]
-    assert f"member {refused!r} is inside .emloop-ds/" in str(caught.value)
+    assert f"member {refused!r} is inside .emloop-ds/, the folder where emloop-ds keeps its state" in str(
+        caught.value
+    )
     assert _tree(data_root) == set()
     assert (_state(data_root) / "manifest.json").read_text() == "ours"
 
