@@ -40,8 +40,8 @@ from pathlib import Path
 
 from emloop_ds.core.download import staging
 from emloop_ds.core.download.extracted_record import ExtractedFile, read_record, write_record
-from emloop_ds.core.download.manifest import STATE_DIR
 from emloop_ds.core.download.merge import TreeMerge, list_staged, write_journal
+from emloop_ds.core.download.state import STATE_DIR
 from emloop_ds.core.download.unpack import unpack_archive
 from emloop_ds.core.errors import ConfigError, ExtractionError, describe_exception
 
