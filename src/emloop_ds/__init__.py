@@ -1,5 +1,6 @@
 """emloop-ds: configure, inspect, stream and download machine-learning datasets."""
 
+from emloop_ds.core.config import load_config
 from emloop_ds.core.dataset import AbstractDataset, BaseDataset, DownloadableDataset
 from emloop_ds.core.download.progress import FileProgress, NoProgress, Progress
 from emloop_ds.core.errors import (
@@ -13,6 +14,7 @@ from emloop_ds.core.errors import (
     StreamError,
     StreamProducerError,
 )
+from emloop_ds.core.factory import create_dataset
 from emloop_ds.core.schema import DatasetInfo, SourceInfo, StreamInfo, inspect_dataset
 from emloop_ds.core.stream.shard import Shard
 from emloop_ds.core.stream.wrapper import StreamWrapper
@@ -41,5 +43,7 @@ __all__ = [
     "StreamInfo",
     "StreamProducerError",
     "StreamWrapper",
+    "create_dataset",
     "inspect_dataset",
+    "load_config",
 ]

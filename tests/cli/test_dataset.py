@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -71,16 +72,29 @@ def test_info_json_has_the_documented_shape() -> None:
                 "shape": [8, 4],
                 "min": 0.1,
                 "max": 5.8,
+                "nan": 0,
+                "posinf": 0,
+                "neginf": 0,
                 "ragged": False,
             },
-            {"name": "labels", "dtype": "int64", "shape": [8], "min": 0, "max": 0, "ragged": False},
+            {
+                "name": "labels",
+                "dtype": "int64",
+                "shape": [8],
+                "min": 0,
+                "max": 0,
+                "nan": 0,
+                "posinf": 0,
+                "neginf": 0,
+                "ragged": False,
+            },
         ],
     }
 
 
 def test_info_reports_broken_streams_and_warns_of_ragged_sources(write_dataset: WriteDataset) -> None:
     code, out, err = invoke("dataset", "info", str(write_dataset(DATASET)), "--json")
-    assert code == 0
+    assert code == 1
     streams = {stream["name"]: stream for stream in json.loads(out)["streams"]}
     assert streams["broken"] == {"name": "broken", "error": "ValueError: split file missing", "sources": []}
     assert [s["ragged"] for s in streams["train"]["sources"]] == [False, True]
@@ -198,3 +212,41 @@ def test_python_dash_m_runs_the_cli() -> None:
     )
     assert result.returncode == 0
     assert "dataset" in result.stdout
+
+
+@pytest.mark.parametrize("kind", ["device", "fifo", "too large"])
+def test_a_config_that_is_no_small_regular_file_is_refused_in_one_line(
+    emloop_command: str, tmp_path: Path, kind: str
+) -> None:
+    if kind == "device":
+        config, message = Path("/dev/zero"), "config /dev/zero is a character device, not a regular file"
+    elif kind == "fifo":
+        config, message = tmp_path / "config.yaml", "config.yaml is a FIFO, not a regular file"
+        os.mkfifo(config)
+    else:
+        config, message = tmp_path / "big.yaml", "big.yaml is larger than 10 MB, too large for a config"
+        with config.open("wb") as file:
+            file.truncate(50 * 1024 * 1024)
+    result = run_emloop(emloop_command, "dataset", "info", str(config))
+    assert (result.returncode, result.stdout) == (2, "")
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert result.stderr.startswith("error: ")
+    assert message in result.stderr
+
+
+def test_an_override_naming_no_section_is_one_line_naming_the_sections(write_dataset: WriteDataset) -> None:
+    config = write_dataset(DATASET)
+    code, out, err = invoke("dataset", "summary", str(config), "datset.batch_size=2")
+    assert (code, out) == (2, "")
+    assert err == (
+        f"error: override 'datset.batch_size=2' names no section of config {config}: "
+        "`datset` is not one of its sections (dataset); check the first part of the key\n"
+    )
+
+
+def test_an_error_caused_by_an_override_names_the_override(write_dataset: WriteDataset) -> None:
+    config = write_dataset(DATASET)
+    code, out, err = invoke("dataset", "info", str(config), "dataset.class=nosuch.Data")
+    assert (code, out) == (2, "")
+    assert "cannot find module `nosuch` for dataset.class nosuch.Data in override 'dataset.class=" in err
+    assert str(config) not in err

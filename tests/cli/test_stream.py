@@ -215,3 +215,25 @@ def read_until(process: subprocess.Popen[bytes], marker: bytes) -> bytes:
         assert chunk, f"the process ended before writing {marker!r}: {seen!r}"
         seen += chunk
     return seen
+
+
+def test_sources_of_unequal_length_exit_1_with_one_error_line(tmp_path: Path) -> None:
+    (tmp_path / "unequal_dataset.py").write_text(
+        "from emloop_ds import BaseDataset\n\n"
+        "class Data(BaseDataset):\n"
+        "    def _configure_dataset(self, output_dir):\n"
+        "        pass\n\n"
+        "    def train_stream(self):\n"
+        "        yield {'images': [[0.0]] * 4, 'labels': [1, 2, 3]}\n",
+        encoding="utf-8",
+    )
+    config = tmp_path / "config.yaml"
+    config.write_text("dataset:\n  class: unequal_dataset.Data\n", encoding="utf-8")
+    result = run(config)
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [
+        "error: stream `train` batch 1 has sources of unequal length (`images` 4, `labels` 3); "
+        "make every source of a batch hold one value per example"
+    ]

@@ -93,3 +93,27 @@ def test_stream_info_logs_sources_and_warns_of_ragged_and_broken(caplog: pytest.
     assert "stream `broken` is broken: RuntimeError: disk on fire" in text
     warnings = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
     assert len(warnings) == 2
+
+
+class Suspicious(BaseDataset):
+    def _configure_dataset(self, output_dir: str | None, **kwargs: Any) -> None:
+        pass
+
+    def train_stream(self) -> Iterator[Batch]:
+        yield {"x": [float("nan"), 1.0, float("-inf")], "y": [1, 2, 3]}
+        yield {"x": [2.0], "y": [4]}
+
+    def valid_stream(self) -> Iterator[Batch]:
+        yield {"x": [1.0, 2.0], "y": [1]}
+
+
+def test_stream_info_warns_of_nan_and_unequal_lengths(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="emloop_ds"):
+        Suspicious("").stream_info(batches=2)
+    warnings = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
+    assert warnings == [
+        "stream `train` source `x` holds 1 NaN, 0 +inf, 1 -inf",
+        "stream `valid` is broken: batch 1 has sources of unequal length (`x` 2, `y` 1); "
+        "make every source of a batch hold one value per example",
+    ]
+    assert "x: float64 [None]  range 1.0 - 2.0" in caplog.text

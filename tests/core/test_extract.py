@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from emloop_ds import ExtractionError
-from emloop_ds.core.download.extract import archive_format, extract_archive
+from emloop_ds.core.download.extract import ExtractedFile, archive_format, extract_archive
 
 
 def _tar(path: Path, *members: tuple[str, str, str | bytes]) -> Path:
@@ -55,8 +55,8 @@ def data_root(tmp_path: Path) -> Path:
     return root
 
 
-def _extract(archive: Path, data_root: Path) -> None:
-    extract_archive(archive, data_root, data_root / ".emloop-ds" / "staging")
+def _extract(archive: Path, data_root: Path) -> list[ExtractedFile]:
+    return extract_archive(archive, data_root, max_bytes=10**9)
 
 
 def _tree(folder: Path) -> set[str]:

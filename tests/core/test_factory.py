@@ -51,6 +51,26 @@ def test_missing_module_is_a_config_error(write_dataset: WriteDataset) -> None:
         create_dataset(load_config(path))
 
 
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("dataset.class=nosuch.Data", r"nosuch\.Data in override 'dataset\.class=nosuch\.Data'; check"),
+        (
+            "dataset.class={module}.Nope",
+            r"has no class `Nope`; check dataset\.class in override 'dataset\.cl",
+        ),
+    ],
+)
+def test_class_errors_caused_by_an_override_name_it(
+    write_dataset: WriteDataset, override: str, message: str
+) -> None:
+    path = write_dataset(DATASET)
+    module = load_config(path).class_path.rpartition(".")[0]
+    with pytest.raises(ConfigError, match=message) as error:
+        create_dataset(load_config(path, [override.replace("{module}", module)]))
+    assert str(path) not in str(error.value)
+
+
 def test_missing_class_is_a_config_error(write_dataset: WriteDataset) -> None:
     path = write_dataset(DATASET, "dataset:\n  class: {module}.Nope\n")
     with pytest.raises(ConfigError, match=r"has no class `Nope`"):

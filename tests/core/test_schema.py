@@ -8,12 +8,15 @@ from typing import Any
 import numpy as np
 import pytest
 
+from emloop_ds.core.errors import StreamError
 from emloop_ds.core.schema import (
     SourceInfo,
     StreamInfo,
+    describe_unequal_lengths,
     inspect_batch,
     inspect_dataset,
     inspect_stream,
+    require_equal_lengths,
     stream_names,
 )
 
@@ -78,9 +81,80 @@ def test_several_batches_widen_the_range_and_detect_shape_changes() -> None:
 
     first_two = inspect_stream("s", stream, batches=2)
     x, y = first_two.sources
-    assert (x.min, x.max, x.ragged, x.shape) == (0.0, 1.0, True, (2, 3))
-    assert (y.min, y.max, y.ragged) == (0, 9, False)
+    assert (x.min, x.max, x.ragged, x.shape) == (0.0, 1.0, True, (2, None))
+    assert (y.min, y.max, y.ragged, y.shape) == (0, 9, False, (2,))
     assert inspect_stream("s", stream, batches=1).sources[0].ragged is False
+
+
+def test_a_dimension_that_differs_between_batches_is_none_and_the_batch_size_is_not_ragged() -> None:
+    def stream() -> Iterator[dict[str, Any]]:
+        yield {"x": np.zeros((4, 3, 5))}
+        yield {"x": np.zeros((4, 3, 5))}
+        yield {"x": np.zeros((1, 3, 5))}
+
+    assert inspect_stream("s", stream, batches=2).sources[0].shape == (4, 3, 5)
+    (x,) = inspect_stream("s", stream, batches=3).sources
+    assert (x.shape, x.ragged) == ((None, 3, 5), False)
+
+
+def test_a_number_of_dimensions_that_differs_between_batches_makes_the_shape_unknown() -> None:
+    def stream() -> Iterator[dict[str, Any]]:
+        yield {"x": np.zeros((2, 3))}
+        yield {"x": np.zeros((2, 3, 1))}
+
+    (x,) = inspect_stream("s", stream, batches=2).sources
+    assert (x.shape, x.ragged) == (None, True)
+
+
+def test_nan_and_infinities_are_counted_and_left_out_of_the_range() -> None:
+    source = one_source(np.array([np.nan, np.inf, -np.inf, -np.inf, 2.5, -1.0], dtype=np.float32))
+    assert (source.nan, source.posinf, source.neginf, source.non_finite) == (1, 1, 2, 4)
+    assert (source.min, source.max) == (-1.0, 2.5)
+
+
+def test_a_source_of_only_infinities_has_no_range_but_its_counts() -> None:
+    source = one_source([np.inf, -np.inf, np.nan])
+    assert (source.min, source.max, source.nan, source.posinf, source.neginf) == (None, None, 1, 1, 1)
+
+
+def test_finite_and_integer_sources_count_no_non_finite_values() -> None:
+    assert one_source([1.0, 2.0]).non_finite == 0
+    assert one_source([1, 2]).non_finite == 0
+
+
+def test_non_finite_counts_add_up_over_batches() -> None:
+    def stream() -> Iterator[dict[str, Any]]:
+        yield {"x": [np.nan, 1.0]}
+        yield {"x": [np.nan, -np.inf]}
+        yield {"x": [np.inf, 7.0]}
+
+    (x,) = inspect_stream("s", stream, batches=3).sources
+    assert (x.nan, x.posinf, x.neginf, x.min, x.max) == (2, 1, 1, 1.0, 7.0)
+
+
+def test_sources_of_unequal_length_make_the_stream_broken_naming_them() -> None:
+    def stream() -> Iterator[dict[str, Any]]:
+        yield {"x": [1, 2, 3], "y": [1, 2, 3]}
+        yield {"x": np.zeros((4, 2)), "y": [1, 2, 3], "z": "abcd"}
+
+    info = inspect_stream("s", stream, batches=2)
+    assert info.sources == ()
+    assert info.error is not None
+    assert info.error.startswith("batch 2 has sources of unequal length (`x` 4, `y` 3, `z` 4)")
+    assert inspect_stream("s", stream, batches=1).error is None
+
+
+def test_sources_without_a_length_are_not_compared() -> None:
+    assert describe_unequal_lengths({"x": [1, 2], "weight": 0.5, "step": np.int64(3)}) is None
+    assert describe_unequal_lengths({}) is None
+
+
+def test_require_equal_lengths_raises_a_stream_error_naming_stream_batch_and_sources() -> None:
+    require_equal_lengths({"x": [1], "y": [2]}, "train", 1)
+    with pytest.raises(
+        StreamError, match=r"stream `train` batch 7 has sources of unequal length \(`x` 1, `y` 2\)"
+    ):
+        require_equal_lengths({"x": [1], "y": [2, 3]}, "train", 7)
 
 
 def test_stream_that_raises_is_reported_with_its_error() -> None:
@@ -96,8 +170,8 @@ def test_empty_stream_is_reported_as_broken() -> None:
 
 
 def test_batch_that_is_not_a_mapping_is_reported() -> None:
-    assert inspect_stream("s", lambda: [[1, 2]]).error == (
-        "a batch is a list, not a mapping of source names to examples"
+    assert inspect_stream("s", lambda: [{"x": [1]}, [1, 2]], batches=2).error == (
+        "batch 2 is a list, not a mapping of source names to examples"
     )
 
 
@@ -129,3 +203,8 @@ def test_inspect_dataset_reports_every_stream_even_after_a_broken_one() -> None:
     info = inspect_dataset(Data())
     assert info.dataset == f"{__name__}.Data"
     assert [(s.name, s.error) for s in info.streams] == [("train", None), ("valid", "ValueError: bad split")]
+
+
+def test_broken_streams_lists_the_streams_with_an_error() -> None:
+    info = inspect_dataset(Data())
+    assert [stream.name for stream in info.broken_streams] == ["valid"]

@@ -102,6 +102,15 @@ def test_a_batch_that_is_not_a_mapping_is_a_stream_error() -> None:
         measure_stream(lambda: [[1, 2]], "train")
 
 
+@pytest.mark.parametrize("buffer_size", [0, 2])
+def test_a_batch_of_sources_of_unequal_length_is_a_stream_error(buffer_size: int) -> None:
+    batches = [{"x": [1, 2], "y": [3, 4]}, {"x": np.zeros((3, 2)), "y": [1, 2]}]
+    with pytest.raises(
+        StreamError, match=r"stream `train` batch 2 has sources of unequal length \(`x` 3, `y` 2\)"
+    ):
+        measure_stream(lambda: batches, "train", buffer_size=buffer_size)
+
+
 class TwoStreams:
     def train_stream(self) -> list[Batch]:
         return []

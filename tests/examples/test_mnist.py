@@ -68,6 +68,7 @@ def test_mnist_downloads_from_overridden_urls_and_streams(
 def test_mnist_streams_say_to_download_first(tmp_path: Path) -> None:
     dataset = create_dataset(load_config(CONFIG, [f"dataset.data_root={tmp_path}"]))
     result = CliRunner().invoke(cli, ["dataset", "info", str(CONFIG), f"dataset.data_root={tmp_path}"])
-    assert result.exit_code == 0
-    assert "run `emloop dataset download` with this config first" in result.stdout + result.stderr
+    assert result.exit_code == 1  # both streams are broken until the files are downloaded
+    assert "run `emloop dataset download` with this config first" in result.stdout
+    assert result.stderr.splitlines()[-1].startswith("error: 2 of 2 streams broken: `test`, `train`")
     assert dataset.data_root == str(tmp_path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import json
 import math
 import sys
@@ -10,15 +11,17 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import click
+from rich.cells import cell_len
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from emloop_ds.core.schema import DatasetInfo
+from emloop_ds.core.schema import DatasetInfo, SourceInfo, StreamInfo
 
 if TYPE_CHECKING:  # each command imports only its own core modules
     from emloop_ds.core.download.fetch import FileResult
+    from emloop_ds.core.stats import SourceStats
     from emloop_ds.core.throughput import ThroughputReport
 
 __all__ = [
@@ -29,65 +32,142 @@ __all__ = [
     "render_download_results",
     "render_throughput",
     "report_download_failures",
+    "sparkline",
     "throughput_json",
-    "warn_ragged",
+    "warn_of_findings",
 ]
 
 
 def print_json(data: Any) -> None:
-    """Print ``data`` as one JSON document on stdout."""
-    click.echo(json.dumps(data, indent=2))
+    """Print ``data`` as one JSON document on stdout; NaN or infinity in ``data`` is a bug, not output."""
+    click.echo(json.dumps(data, indent=2, allow_nan=False))
+
+
+# NOTE [ASCII output]
+# A terminal that cannot encode Unicode (PYTHONIOENCODING=ascii, a C locale, a latin-1 pipe) gets ASCII,
+# never a UnicodeEncodeError. Rich already draws ASCII boxes when stdout's encoding is not UTF; every other
+# character stdout cannot encode goes through the error handler below: our own symbols (dashes, sparkline
+# blocks, rich's ellipsis) get an ASCII look-alike, anything else (such as a source's name) one "?" per
+# terminal cell, so that table columns stay aligned. JSON needs none of this: json.dumps escapes to ASCII.
+_ASCII_ERRORS = "emloop_ds.ascii"
+_ASCII_LOOKALIKES = {"–": "-", "—": "-", "…": ".", "·": ".", "×": "x", "±": "+"}
+SPARK_BLOCKS = " ▁▂▃▄▅▆▇█"
+_ASCII_LOOKALIKES.update(zip(SPARK_BLOCKS[1:], ".:-=+*%#", strict=True))
+
+
+def _ascii_lookalikes(error: UnicodeError) -> tuple[str, int]:
+    if not isinstance(error, UnicodeEncodeError):
+        raise error
+    unencodable = error.object[error.start : error.end]
+    return "".join(_ASCII_LOOKALIKES.get(char) or "?" * cell_len(char) for char in unencodable), error.end
+
+
+codecs.register_error(_ASCII_ERRORS, _ascii_lookalikes)
+
+
+def _stdout_console(**options: Any) -> Console:
+    """Return a rich console on stdout that degrades to ASCII where stdout cannot encode Unicode."""
+    stream = sys.stdout
+    encoding = (getattr(stream, "encoding", None) or "utf-8").lower().replace("_", "-")
+    reconfigure = getattr(stream, "reconfigure", None)
+    if not encoding.startswith("utf") and getattr(stream, "errors", None) == "strict" and reconfigure:
+        reconfigure(errors=_ASCII_ERRORS)  # NOTE [ASCII output]
+    return Console(file=stream, **options)
 
 
 def _json_number(value: float | int | bool | None) -> float | int | bool | None:
-    # JSON has no NaN or infinity; an unrepresentable bound is reported as absent.
+    # JSON has no NaN or infinity; an unrepresentable figure is reported as absent.
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
 
 
 def dataset_info_json(info: DatasetInfo) -> dict[str, Any]:
-    """Return the JSON form of ``emloop dataset info``."""
+    """Return the JSON form of ``emloop dataset info``; ``stats`` appears where it was computed."""
     return {
         "dataset": info.dataset,
         "streams": [
             {
                 "name": stream.name,
                 "error": stream.error,
-                "sources": [
-                    {
-                        "name": source.name,
-                        "dtype": source.dtype,
-                        "shape": list(source.shape),
-                        "min": _json_number(source.min),
-                        "max": _json_number(source.max),
-                        "ragged": source.ragged,
-                    }
-                    for source in stream.sources
-                ],
+                "sources": [_source_json(source) for source in stream.sources],
             }
             for stream in info.streams
         ],
     }
 
 
-def warn_ragged(info: DatasetInfo) -> None:
-    """Warn on stderr about every ragged source and broken stream."""
+def _source_json(source: SourceInfo) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "name": source.name,
+        "dtype": source.dtype,
+        "shape": None if source.shape is None else list(source.shape),
+        "min": _json_number(source.min),
+        "max": _json_number(source.max),
+        "nan": source.nan,
+        "posinf": source.posinf,
+        "neginf": source.neginf,
+        "ragged": source.ragged,
+    }
+    if source.stats is not None:
+        data["stats"] = _stats_json(source.stats)
+    return data
+
+
+def _stats_json(stats: SourceStats) -> dict[str, Any]:
+    histogram = stats.histogram
+    data: dict[str, Any] = {
+        "mean": _json_number(stats.mean),
+        "std": _json_number(stats.std),
+        "histogram": None
+        if histogram is None
+        else {"edges": [_json_number(edge) for edge in histogram.edges], "counts": list(histogram.counts)},
+    }
+    if stats.values is not None:
+        data["values"] = {_value_key(value): count for value, count in stats.values.items()}
+    return data
+
+
+def _value_key(value: int | bool | str) -> str:
+    """Spell a counted value as a JSON key: booleans as JSON spells them."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def warn_of_findings(info: DatasetInfo) -> None:
+    """Warn on stderr about every broken stream, ragged source and source holding NaN or infinities."""
     for stream in info.streams:
         if stream.error is not None:
             click.echo(f"warning: stream `{stream.name}` is broken: {stream.error}", err=True)
         for source in stream.sources:
+            where = f"source `{source.name}` of stream `{stream.name}`"
             if source.ragged:
                 click.echo(
-                    f"warning: source `{source.name}` of stream `{stream.name}` is ragged "
-                    "(its examples differ in length or shape)",
+                    f"warning: {where} is ragged (its examples differ in length or shape)",
                     err=True,
                 )
+            if source.non_finite:
+                click.echo(f"warning: {where} holds {_non_finite(source)}", err=True)
+            if source.stats is not None and source.stats.histogram is not None:
+                binned = sum(source.stats.histogram.counts)
+                if binned != source.stats.count:
+                    click.echo(
+                        f"warning: the histogram of {where} counts {binned:,} values, the mean "
+                        f"{source.stats.count:,}: the stream yielded other data when called again "
+                        "(shuffled?); inspect whole epochs with --batches for a histogram of the same data",
+                        err=True,
+                    )
+
+
+def _non_finite(source: SourceInfo) -> str:
+    counts = (("NaN", source.nan), ("+inf", source.posinf), ("-inf", source.neginf))
+    return ", ".join(f"{count:,} {label}" for label, count in counts if count)
 
 
 def render_dataset_info(info: DatasetInfo) -> None:
-    """Print a table per stream on stdout."""
-    console = Console(file=sys.stdout)
+    """Print a table per stream on stdout, and one of statistics where they were computed."""
+    console = _stdout_console()
     if not info.streams:
         console.print(escape(f"{info.dataset} has no streams (no public <name>_stream methods)"))
     for stream in info.streams:
@@ -96,19 +176,61 @@ def render_dataset_info(info: DatasetInfo) -> None:
                 f"[bold]{escape(stream.name)}[/bold] stream: [red]broken[/red]: {escape(stream.error)}"
             )
             continue
-        table = Table(title=escape(f"{stream.name} stream"), title_justify="left")
-        for column in ("source", "dtype", "shape", "range", "ragged"):
-            table.add_column(column)
-        for source in stream.sources:
-            value_range = "" if source.min is None else f"{source.min} – {source.max}"
-            table.add_row(
-                escape(source.name),
-                escape(source.dtype),
-                str(list(source.shape)),
-                value_range,
-                "[yellow]yes[/yellow]" if source.ragged else "no",
-            )
-        console.print(table)
+        console.print(_sources_table(stream))
+        if any(source.stats is not None for source in stream.sources):
+            console.print(_stats_table(stream))
+
+
+def _sources_table(stream: StreamInfo) -> Table:
+    table = Table(title=escape(f"{stream.name} stream"), title_justify="left")
+    for column in ("source", "dtype", "shape", "range", "NaN/inf", "ragged"):
+        table.add_column(column)
+    for source in stream.sources:
+        table.add_row(
+            Text(source.name),
+            Text(source.dtype),
+            Text("unknown" if source.shape is None else str(list(source.shape))),
+            Text("" if source.min is None else f"{source.min} – {source.max}"),
+            Text(_non_finite(source), style="red") if source.non_finite else Text("none"),
+            Text("yes", style="yellow") if source.ragged else Text("no"),
+        )
+    return table
+
+
+def _stats_table(stream: StreamInfo) -> Table:
+    table = Table(title=escape(f"{stream.name} stream: statistics"), title_justify="left")
+    for column in ("source", "mean", "std", "histogram", "values"):
+        table.add_column(column)
+    for source in stream.sources:
+        stats = source.stats
+        if stats is None:
+            continue
+        histogram = stats.histogram
+        table.add_row(
+            Text(source.name),
+            Text("" if stats.mean is None else f"{stats.mean:.6g}"),
+            Text("" if stats.std is None else f"{stats.std:.6g}"),
+            Text(
+                ""
+                if histogram is None
+                else f"{histogram.edges[0]:.4g} {sparkline(histogram.counts)} {histogram.edges[-1]:.4g}"
+            ),
+            Text(
+                ""
+                if stats.values is None
+                else ", ".join(f"{_value_key(value)}: {count:,}" for value, count in stats.values.items())
+            ),
+        )
+    return table
+
+
+def sparkline(counts: Sequence[int]) -> str:
+    """Draw counts as one line of blocks: an empty bin as a space, the largest as a full block."""
+    largest = max(counts, default=0)
+    if largest == 0:
+        return " " * len(counts)
+    top = len(SPARK_BLOCKS) - 1
+    return "".join(SPARK_BLOCKS[math.ceil(count * top / largest)] for count in counts)
 
 
 _STATUS_STYLES = {"failed": "red", "already complete": "dim", "resumed": "yellow"}
@@ -152,7 +274,7 @@ def render_download_results(results: Sequence[FileResult]) -> None:
             Text(f"{result.elapsed_s:.1f} s"),
             Text.assemble((result.status, style)),
         )
-    Console(file=sys.stdout, emoji=False).print(table)
+    _stdout_console(emoji=False).print(table)
 
 
 def report_download_failures(results: Sequence[FileResult], verbose: bool) -> None:
@@ -224,7 +346,7 @@ def render_throughput(report: ThroughputReport) -> None:
         ("wait per batch, max", _milliseconds(report.wait_max_seconds)),
     ):
         table.add_row(measure, value)
-    console = Console(file=sys.stdout)
+    console = _stdout_console()
     console.print(table)
     if report.batches_per_second:
         console.print(

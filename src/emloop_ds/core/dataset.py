@@ -71,7 +71,8 @@ class BaseDataset(AbstractDataset):
     def stream_info(self, batches: int = 1) -> None:
         """Check and report source names, dtypes and shapes of all the streams available.
 
-        The report goes to the ``emloop_ds`` logger; ragged sources and broken streams are warnings.
+        The report goes to the ``emloop_ds`` logger; broken streams (including sources of unequal length),
+        ragged sources and sources holding NaN or infinities are warnings.
         ``emloop_ds.inspect_dataset`` returns the same findings as data.
         """
         import logging
@@ -88,9 +89,15 @@ class BaseDataset(AbstractDataset):
             logger.info("stream `%s`:", stream.name)
             for source in stream.sources:
                 value_range = "" if source.min is None else f"  range {source.min} - {source.max}"
-                logger.info("  %s: %s %s%s", source.name, source.dtype, list(source.shape), value_range)
+                shape = "unknown" if source.shape is None else list(source.shape)
+                logger.info("  %s: %s %s%s", source.name, source.dtype, shape, value_range)
                 if source.ragged:
                     logger.warning("stream `%s` source `%s` appears to be ragged", stream.name, source.name)
+                if source.non_finite:
+                    logger.warning(
+                        "stream `%s` source `%s` holds %d NaN, %d +inf, %d -inf",
+                        *(stream.name, source.name, source.nan, source.posinf, source.neginf),
+                    )
 
 
 class DownloadableDataset(BaseDataset):

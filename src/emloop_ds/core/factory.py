@@ -22,7 +22,7 @@ def create_dataset(config: DatasetConfig, output_dir: str | None = None) -> Any:
         DatasetError: if importing the module or constructing the dataset fails.
     """
     search_dirs = [Path.cwd()] if config.path is None else [config.path.parent, Path.cwd()]
-    dataset_class = import_dataset_class(config.class_path, search_dirs)
+    dataset_class = import_dataset_class(config.class_path, search_dirs, where=config.origin("class"))
     try:
         return dataset_class(config.to_config_str(output_dir))
     except EmloopDsError:
@@ -34,8 +34,10 @@ def create_dataset(config: DatasetConfig, output_dir: str | None = None) -> Any:
         ) from exc
 
 
-def import_dataset_class(class_path: str, search_dirs: list[Path]) -> type:
+def import_dataset_class(class_path: str, search_dirs: list[Path], where: str = "the config") -> type:
     """Import ``module.Class``, with ``search_dirs`` importable ahead of installed packages.
+
+    ``where`` names the place that set ``dataset.class`` (the config, or an override) in messages.
 
     Raises:
         ConfigError: if the module or the class does not exist.
@@ -53,7 +55,7 @@ def import_dataset_class(class_path: str, search_dirs: list[Path]) -> type:
         if exc.name is not None and (module_name == exc.name or module_name.startswith(exc.name + ".")):
             folders = ", ".join(str(folder) for folder in search_dirs)
             raise ConfigError(
-                f"cannot find module `{module_name}` for dataset.class {class_path}; "
+                f"cannot find module `{module_name}` for dataset.class {class_path} in {where}; "
                 f"check the name, or put {module_name.replace('.', '/')}.py in one of: {folders}"
             ) from exc
         raise DatasetError(f"importing module `{module_name}` failed: {describe_exception(exc)}") from exc
@@ -66,7 +68,7 @@ def import_dataset_class(class_path: str, search_dirs: list[Path]) -> type:
     if not isinstance(dataset_class, type):
         raise ConfigError(
             f"module `{module_name}` ({getattr(module, '__file__', '?')}) has no class `{class_name}`; "
-            "check dataset.class in the config"
+            f"check dataset.class in {where}"
         )
     return dataset_class
 

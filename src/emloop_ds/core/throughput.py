@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from emloop_ds.core.errors import ConfigError, EmloopDsError, StreamError, describe_exception
-from emloop_ds.core.schema import STREAM_SUFFIX, stream_names
+from emloop_ds.core.schema import STREAM_SUFFIX, require_equal_lengths, stream_names
 from emloop_ds.core.stream.wrapper import StreamWrapper
 
 __all__ = ["ThroughputReport", "find_stream", "measure_stream"]
@@ -71,6 +71,7 @@ class _Tally:
                 f"stream `{self.stream}` yielded a {type(batch).__name__} as batch {self.batches + 1}, "
                 "not a mapping of source names to examples; make the stream yield dicts"
             )
+        require_equal_lengths(batch, self.stream, self.batches + 1)
         if self.first_batch_seconds is None:
             self.first_batch_seconds = elapsed_s
         self.batches += 1

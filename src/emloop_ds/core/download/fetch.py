@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 from emloop_ds.core.download.checksum import Checksum, hash_file
 from emloop_ds.core.download.entry import DownloadEntry, parse_download_entries
-from emloop_ds.core.download.extract import extract_archive, remove_stale_staging
+from emloop_ds.core.download.extract import default_max_extract_bytes, extract_archive
 from emloop_ds.core.download.lock import hold_lock
 from emloop_ds.core.download.manifest import Manifest, ManifestRecord
 from emloop_ds.core.download.progress import FileProgress, NoProgress, Progress
@@ -149,9 +149,7 @@ def _fetch_locked(
         record = settings.manifest.save(entry.filename, entry.url, outcome.checksum, target, extracted=False)
         status = "resumed" if outcome.resumed else "downloaded"
     if entry.extract:
-        staging_parent = settings.manifest.state_dir / "staging"
-        remove_stale_staging(entry.filename, staging_parent)
-        extract_archive(target, settings.root, staging_parent)
+        extract_archive(target, settings.root, max_bytes=default_max_extract_bytes(target.stat().st_size))
         record = settings.manifest.save(entry.filename, entry.url, record.checksum, target, extracted=True)
     return status, record
 
