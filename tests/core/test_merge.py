@@ -26,7 +26,7 @@ def make_merge(engine: ProcessEngine, ordered: bool = True, buffer_size: int = 2
         ordered=ordered,
         buffer_size=buffer_size,
         epoch_size=epoch_size,
-        describe=lambda: "test stream",
+        description="test stream",
     )
 
 

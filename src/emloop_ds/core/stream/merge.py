@@ -18,8 +18,6 @@ NOTE [shard merge]
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from emloop_ds.core.errors import StreamError, StreamProducerError, describe_exception
 from emloop_ds.core.stream.engine import ShardEnd, ShardEngine, ShardFailure
 from emloop_ds.core.types import Batch
@@ -37,7 +35,7 @@ class ShardMerge:
         ordered: bool,
         buffer_size: int,
         epoch_size: int,
-        describe: Callable[[], str],
+        description: str,
     ) -> None:
         if buffer_size < 1:
             raise ValueError(f"ShardMerge needs a buffer_size of 1 or more, not {buffer_size}")
@@ -46,7 +44,7 @@ class ShardMerge:
         self._is_ordered = ordered
         self._buffer_size = buffer_size
         self._epoch_size = epoch_size
-        self._describe = describe
+        self._description = description
         self._pass = -1
         self._needs_pass = True
         self._is_pass_fresh = True
@@ -59,6 +57,11 @@ class ShardMerge:
     def pass_number(self) -> int:
         """Return the number of the current pass (``Shard.epoch``), -1 before the first."""
         return self._pass
+
+    @property
+    def is_idle(self) -> bool:
+        """Return whether no shard has a batch granted that the reader has not received."""
+        return not any(self._in_flight)
 
     def next_batch(self) -> Batch | None:
         """Return the next batch, or ``None`` at the end of an epoch.
@@ -88,7 +91,7 @@ class ShardMerge:
                 self._is_pass_fresh = False
                 self._end_shard(index)
                 raise StreamProducerError(
-                    f"{self._describe()} failed in shard {index} of {self._count} ({item.where}): "
+                    f"{self._description} failed in shard {index} of {self._count} ({item.where}): "
                     f"{describe_exception(item.error)}"
                 ) from item.error
             else:
@@ -115,7 +118,7 @@ class ShardMerge:
             return True
         if self._is_pass_fresh:
             raise StreamError(
-                f"{self._describe()} yielded no batches in a whole pass of its {self._count} shards, so an "
+                f"{self._description} yielded no batches in a whole pass of its {self._count} shards, so an "
                 f"epoch of {self._epoch_size} batches cannot be filled; make the stream yield batches"
             )
         return False
