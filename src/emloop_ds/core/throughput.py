@@ -36,6 +36,8 @@ class ThroughputReport:
     wait_median_seconds: float | None
     wait_p95_seconds: float | None
     wait_max_seconds: float | None
+    workers: int = 0
+    ordered: bool = True
 
     @property
     def batches_per_second(self) -> float | None:
@@ -103,6 +105,8 @@ def measure_stream(
     epoch_size: int | None = None,
     buffer_size: int = 0,
     eager: bool = False,
+    workers: int = 0,
+    ordered: bool = True,
     on_batch: Callable[[], object] | None = None,
     clock: Callable[[], float] = time.perf_counter,
 ) -> ThroughputReport:
@@ -112,6 +116,9 @@ def measure_stream(
         stream_fn: returns the stream, e.g. a dataset's ``train_stream`` (see ``find_stream``).
         stream: the stream's name.
         epoch_size: batches per epoch; ``None`` reads one pass of the stream per epoch.
+        buffer_size: batches prepared ahead; with workers, batches in flight per worker (below 1: 2).
+        workers: worker processes running shards of the stream; 0 reads in this process.
+        ordered: with workers, merge the shards in turn rather than as ready.
         on_batch: called after each batch, e.g. to advance a progress bar.
         clock: the wall clock in seconds, replaceable in tests.
 
@@ -126,9 +133,18 @@ def measure_stream(
         epoch_size=epoch_size or -1,
         profile=profile,
         eager=eager,
+        workers=workers,
+        ordered=ordered,
     )
+    if workers > 0 and buffer_size < 1:
+        from emloop_ds.core.stream.workers import DEFAULT_BUFFER_SIZE
+
+        buffer_size = DEFAULT_BUFFER_SIZE
     start = clock()
-    tally = _read_epochs(wrapper, epochs, lambda: clock() - start, on_batch)
+    try:
+        tally = _read_epochs(wrapper, epochs, lambda: clock() - start, on_batch)
+    finally:
+        wrapper.close()
     seconds = clock() - start
     waits = sorted(profile.get(f"read_batch_{stream}", []))
     return ThroughputReport(
@@ -145,6 +161,8 @@ def measure_stream(
         wait_median_seconds=statistics.median(waits) if waits else None,
         wait_p95_seconds=waits[math.ceil(0.95 * len(waits)) - 1] if waits else None,
         wait_max_seconds=waits[-1] if waits else None,
+        workers=workers,
+        ordered=ordered,
     )
 
 
