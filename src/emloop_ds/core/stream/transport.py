@@ -77,12 +77,29 @@ def _is_shared(value: object) -> bool:
 
 
 class _SlotPickler(pickle.Pickler):
-    """Pickle a batch, laying out its large arrays one after another for a slot instead of pickling them."""
+    """Pickle a batch, laying out its large arrays one after another for a slot instead of pickling them.
 
-    def __init__(self, file: io.BytesIO) -> None:
-        super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
+    One pickler serves every batch of a worker (making one costs more than pickling a small batch).
+    """
+
+    def __init__(self) -> None:
+        self.file = io.BytesIO()
+        super().__init__(self.file, protocol=pickle.HIGHEST_PROTOCOL)
         self.arrays: list[tuple[int, np.ndarray[Any, Any]]] = []
         self.nbytes = 0
+
+    def pickle(self, batch: Any) -> bytes:
+        """Return the pickle of ``batch``, leaving its large arrays and their total size in the attributes."""
+        self.file.seek(0)
+        self.file.truncate()
+        self.clear_memo()
+        self.arrays = []
+        self.nbytes = 0
+        try:
+            self.dump(batch)
+        finally:
+            self.clear_memo()  # the memo must not keep the batch alive
+        return self.file.getvalue()
 
     def reducer_override(self, obj: Any) -> Any:
         if not _is_shared(obj):
@@ -121,21 +138,22 @@ class SlotWriter:
         self._in_use: dict[int, _WriterSlot] = {}
         self._retired: list[int] = []
         self._next_id = 0
+        self._pickler = _SlotPickler()
 
     def encode(self, batch: Any) -> EncodedBatch:
         """Pickle ``batch`` with its large arrays copied into a slot (NOTE [slot transport])."""
-        file = io.BytesIO()
-        pickler = _SlotPickler(file)
-        pickler.dump(batch)
+        pickler = self._pickler
+        payload = pickler.pickle(batch)
         if not pickler.arrays:
-            return EncodedBatch(file.getvalue(), -1, [], self._take_retired())
+            return EncodedBatch(payload, -1, [], self._take_retired())
         new_slots: list[NewSlot] = []
         slot = self._slot_for(pickler.nbytes, new_slots)
         assert slot.bytes is not None
         for offset, array in pickler.arrays:
             target = slot.bytes[offset : offset + array.nbytes].view(array.dtype).reshape(array.shape)
             np.copyto(target, array, casting="no")
-        return EncodedBatch(file.getvalue(), slot.slot_id, new_slots, self._take_retired())
+        pickler.arrays = []  # the batch's arrays must not outlive it here
+        return EncodedBatch(payload, slot.slot_id, new_slots, self._take_retired())
 
     def release(self, slot_ids: list[int]) -> None:
         """Take back slots whose arrays the reader no longer refers to; retire those beyond the spares."""

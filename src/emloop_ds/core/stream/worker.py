@@ -6,7 +6,9 @@ Reader to worker: ``(START, epoch)`` restarts the shard's stream for that pass w
 (NOTE [slot transport], transport.py); ``(CLOSE,)`` ends the worker, as does the socket's end of file.
 Worker to reader, in stream order: ``(SLOT, slot_id, nbytes)`` immediately followed by the segment's file
 descriptor; ``(BATCH, payload, slot_id, retired_slot_ids)``; ``(END,)``; ``(ERROR, PackedException)``.
-Each batch, end or error uses one credit. The worker reads its messages between batches, never during one.
+Each batch, end or error uses one credit. The worker reads messages only once its credit is used up: while
+it has credit, nothing it could read changes what it does next (a CLOSE also closes the socket, which ends
+the worker at its next send).
 
 NOTE [worker lifetime]
 A worker never outlives the reader's process: a thread waits on a pipe whose only writer is the reader,
@@ -97,11 +99,7 @@ class _ShardLoop:
         conn = self._conn
         while True:
             if self._is_active and self._credit > 0:
-                while conn.poll():
-                    if not self._handle(conn.recv()):
-                        return
-                if self._is_active and self._credit > 0:
-                    self._produce_one()
+                self._produce_one()
             elif not self._handle(conn.recv()):
                 return
 
