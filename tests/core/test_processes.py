@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import gc
 import os
+import resource
 import select
 import signal
 import subprocess
@@ -204,6 +205,23 @@ CONSUMER = textwrap.dedent(
 )
 
 
+def descendants(pid: int) -> list[int]:
+    """Return the processes descended from ``pid``, from the process table (/proc)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # it exited meanwhile
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, pending = [], [pid]
+    while pending:
+        for child in children.get(pending.pop(), []):
+            found.append(child)
+            pending.append(child)
+    return found
+
+
 def test_a_killed_consumer_takes_its_workers_with_it(tmp_path: Path):
     script = tmp_path / "consumer.py"
     script.write_text(CONSUMER, encoding="utf-8")
@@ -219,8 +237,26 @@ def test_a_killed_consumer_takes_its_workers_with_it(tmp_path: Path):
             assert consumer.stdout is not None
             pids = [int(pid) for pid in consumer.stdout.readline().split()]
             assert len(pids) == 2
+            family = descendants(consumer.pid)  # the forkserver, its workers, the resource tracker
+            assert set(pids) <= set(family)
             assert wait_for_exit(pids, timeout_s=0.0) == pids  # running while the consumer lives
         finally:
             consumer.kill()
             consumer.wait(DEADLINE_S)
-    assert wait_for_exit(pids) == []
+    killed = time.monotonic()
+    assert wait_for_exit(family) == []
+    assert time.monotonic() - killed < 5.0  # the issue asks for 1 s; the margin is for a shared CPU
+
+
+def test_a_reader_keeping_arrays_past_the_open_file_limit_raises_the_limit(start_engine: StartEngine):
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 4096:
+        pytest.skip(f"the hard limit on open files is only {hard}")
+    engine = start_engine(functools.partial(shard_streams.big, nbytes_each=1 << 16, count=60))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")) + 20, hard))
+    try:
+        kept = [item["x"] for item in read_pass(engine, 0, credit=61)[:-1]]
+        assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] == hard
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert [int(array[0]) for array in kept] == list(range(60))

@@ -29,7 +29,7 @@ from multiprocessing.reduction import recv_handle
 from emloop_ds.core.errors import StreamError
 from emloop_ds.core.stream.engine import ShardEnd, ShardFailure, ShardItem, StreamSpec
 from emloop_ds.core.stream.remote_error import unpack_exception
-from emloop_ds.core.stream.transport import SlotReader
+from emloop_ds.core.stream.transport import SlotReader, make_room_for_files
 from emloop_ds.core.stream.worker import BATCH, CLOSE, END, ERROR, GRANT, SLOT, START, run_worker
 
 __all__ = ["ProcessEngine", "WorkerLostError"]
@@ -172,6 +172,7 @@ class ProcessEngine:
                 message = conn.recv()
                 kind = message[0]
                 if kind == SLOT:
+                    make_room_for_files()
                     reader.add_slot(message[1], message[2], recv_handle(conn))
                     continue
             except (EOFError, OSError):

@@ -15,6 +15,9 @@ are views of the slot, so it copies nothing.
   keeps arrays makes the pool grow. It keeps at most ``spare_slots`` free slots and retires the rest
   (and free slots too small for the current batches); the reader unmaps a retired slot when told.
 - Object arrays, small arrays and everything else stay in the pickle.
+- Each mapped slot holds a file descriptor on each side (Python's mmap keeps one), so a reader that keeps
+  the arrays of thousands of batches could reach the soft limit on open files: before making or receiving
+  a slot, each side raises its soft limit to the hard one when little room is left.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["INLINE_BYTES", "EncodedBatch", "NewSlot", "SlotReader", "SlotWriter"]
+__all__ = ["INLINE_BYTES", "EncodedBatch", "NewSlot", "SlotReader", "SlotWriter", "make_room_for_files"]
 
 INLINE_BYTES = 32 * 1024
 """Arrays smaller than this stay in the pickle: a slot costs more than copying them."""
@@ -188,6 +191,7 @@ class SlotWriter:
     def _make_slot(self, nbytes: int) -> tuple[_WriterSlot, int]:
         """Make a segment with room to spare for batches a little larger, and fault its pages in now."""
         size = -(-(nbytes + nbytes // 8) // _PAGE_BYTES) * _PAGE_BYTES
+        make_room_for_files()
         fd = os.memfd_create("emloop-ds-slot", os.MFD_CLOEXEC)
         try:
             os.ftruncate(fd, size)
@@ -239,8 +243,8 @@ class SlotReader:
 
     def add_slot(self, slot_id: int, nbytes: int, fd: int) -> None:
         """Map a new slot of the worker, taking ownership of ``fd`` (closed here)."""
+        flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
         try:
-            flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
             self._slots[slot_id] = mmap.mmap(fd, nbytes, flags=flags, prot=mmap.PROT_READ | mmap.PROT_WRITE)
         finally:
             os.close(fd)
@@ -280,3 +284,22 @@ def _release_callback(released: deque[int], slot_id: int) -> Callable[[object], 
         released.append(slot_id)
 
     return release
+
+
+def make_room_for_files(spare: int = 32) -> None:
+    """Raise this process's soft limit on open files to the hard one if fewer than ``spare`` are left.
+
+    Called before a slot's descriptor is made or received: a descriptor arriving past the limit is
+    silently dropped by the kernel, so the room must be there first.
+    """
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == hard or soft == resource.RLIM_INFINITY:
+        return
+    try:
+        open_now = len(os.listdir("/proc/self/fd"))
+    except OSError:
+        return  # no /proc: leave the limit alone
+    if open_now + spare > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
