@@ -6,7 +6,6 @@ import functools
 import gc
 import os
 import resource
-import select
 import signal
 import subprocess
 import sys
@@ -23,29 +22,12 @@ from emloop_ds.core.stream.engine import ShardEnd, ShardFailure
 from emloop_ds.core.stream.processes import ProcessEngine, WorkerLostError
 from emloop_ds.core.stream.remote_error import RemoteExceptionStandIn
 from tests.core import shard_streams
+from tests.process_table import descendants, shared_memory_of, wait_for_exit
 
 DEADLINE_S = 20.0
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 StartEngine = Callable[..., ProcessEngine]
-
-
-def wait_for_exit(pids: list[int], timeout_s: float = DEADLINE_S) -> list[int]:
-    """Wait on pidfds until every process has exited; return those still alive at the deadline."""
-    alive = []
-    deadline = time.monotonic() + timeout_s
-    for pid in pids:
-        try:
-            fd = os.pidfd_open(pid)
-        except ProcessLookupError:
-            continue
-        try:
-            ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
-            if not ready:
-                alive.append(pid)
-        finally:
-            os.close(fd)
-    return alive
 
 
 def our_mappings() -> list[str]:
@@ -100,13 +82,17 @@ def test_the_pool_grows_instead_of_blocking_when_the_reader_keeps_arrays(start_e
     assert all((array == number).all() for number, array in enumerate(kept))
 
 
-def test_closing_frees_every_slot_and_leaves_nothing_in_dev_shm(start_engine: StartEngine):
-    before = set(os.listdir("/dev/shm"))
+def test_slots_are_anonymous_and_closing_frees_every_one(start_engine: StartEngine):
     engine = start_engine(functools.partial(shard_streams.big, nbytes_each=1 << 20, count=10), 2)
     kept = read_pass(engine, 0)[0]
     read_pass(engine, 1)
+    for pid in [os.getpid(), *engine.pids]:
+        assert pid is not None
+        named, slots = shared_memory_of(pid)
+        assert named == []  # nothing in /dev/shm, so nothing there can be left behind
+        assert slots
+        assert all(slot.startswith("/memfd:emloop-ds-slot") for slot in slots)
     engine.close()
-    assert set(os.listdir("/dev/shm")) == before
     assert wait_for_exit([pid for pid in engine.pids if pid is not None]) == []
     assert (kept["x"] == 0).all()  # a kept array outlives the worker and the engine
     del kept
@@ -203,23 +189,6 @@ CONSUMER = textwrap.dedent(
         sys.stdin.read()  # until the test kills us
     """
 )
-
-
-def descendants(pid: int) -> list[int]:
-    """Return the processes descended from ``pid``, from the process table (/proc)."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # it exited meanwhile
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    found, pending = [], [pid]
-    while pending:
-        for child in children.get(pending.pop(), []):
-            found.append(child)
-            pending.append(child)
-    return found
 
 
 def test_a_killed_consumer_takes_its_workers_with_it(tmp_path: Path):

@@ -5,11 +5,9 @@ from __future__ import annotations
 import functools
 import gc
 import os
-import select
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +18,7 @@ from emloop_ds.core.config import load_config
 from emloop_ds.core.errors import StreamNotEnteredError
 from emloop_ds.core.factory import create_dataset
 from tests.core import shard_streams
+from tests.process_table import wait_for_exit
 
 DEADLINE_S = 20.0
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -43,24 +42,6 @@ SHARDABLE = """
 @pytest.fixture
 def dataset(write_dataset: Any) -> Any:
     return create_dataset(load_config(write_dataset(SHARDABLE)))
-
-
-def wait_for_exit(pids: list[int], timeout_s: float = DEADLINE_S) -> list[int]:
-    """Wait on pidfds until every process has exited; return those still alive at the deadline."""
-    alive = []
-    deadline = time.monotonic() + timeout_s
-    for pid in pids:
-        try:
-            fd = os.pidfd_open(pid)
-        except ProcessLookupError:
-            continue
-        try:
-            ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
-            if not ready:
-                alive.append(pid)
-        finally:
-            os.close(fd)
-    return alive
 
 
 def worker_pids(stream: StreamWrapper) -> list[int]:
