@@ -4,7 +4,8 @@ Run with ``python benchmarks/bench_info.py [BATCHES]`` (default 1000). Every var
 whose peak RSS is read with ``os.wait4``; each batch is a fresh float32 array of 8x3x224x224 (4.8 MB) with
 NaN and infinities in it, plus 8 integer labels. Side by side in the same run: reading the stream alone
 (what the dataset costs), and a hand-written numpy loop finding the same range and NaN/inf counts (the
-least work ``info`` can do). The peak memory should not grow with BATCHES.
+least work ``info`` can do). The peak memory should not grow with BATCHES. CPU seconds (user + system) are
+steadier than wall seconds on a shared machine.
 """
 
 from __future__ import annotations
@@ -57,8 +58,8 @@ for batch in Big("batches: " + sys.argv[1]).train_stream():
 """
 
 
-def run(command: list[str], folder: Path) -> tuple[float, float]:
-    """Run ``command`` in ``folder``; return its wall seconds and peak RSS in MB."""
+def run(command: list[str], folder: Path) -> tuple[float, float, float]:
+    """Run ``command`` in ``folder``; return its wall seconds, CPU seconds and peak RSS in MB."""
     start = time.perf_counter()
     process = subprocess.Popen(
         command, cwd=folder, stdout=subprocess.DEVNULL, env=os.environ | {"PYTHONPATH": "."}
@@ -68,7 +69,7 @@ def run(command: list[str], folder: Path) -> tuple[float, float]:
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode != 0:
         raise SystemExit(f"{' '.join(command)} exited with {process.returncode}")
-    return seconds, usage.ru_maxrss / 1024
+    return seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
 
 
 def main() -> None:
@@ -112,10 +113,10 @@ def main() -> None:
             ],
         }
         print(f"{batches} batches of 4.8 MB ({batches * 4.8 / 1000:.1f} GB per pass)")
-        print(f"{'variant':<48} {'wall s':>8} {'peak RSS MB':>12}")
+        print(f"{'variant':<48} {'wall s':>8} {'CPU s':>8} {'peak RSS MB':>12}")
         for label, command in variants.items():
-            seconds, peak_mb = run(command, folder)
-            print(f"{label:<48} {seconds:>8.2f} {peak_mb:>12.0f}")
+            seconds, cpu_s, peak_mb = run(command, folder)
+            print(f"{label:<48} {seconds:>8.2f} {cpu_s:>8.2f} {peak_mb:>12.0f}")
 
 
 if __name__ == "__main__":

@@ -23,6 +23,8 @@ class MNISTDataset(DownloadableDataset):
         self,
         output_dir: str | None,
         data_root: str | None = None,
+        url_root: str | list | None = None,
+        download_filenames: list | None = None,
         download_urls: list | None = None,
         batch_size: int = 100,
         seed: int = 0,
@@ -32,7 +34,12 @@ class MNISTDataset(DownloadableDataset):
             raise ValueError(f"unknown config keys: {', '.join(sorted(kwargs))}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        super()._configure_dataset(data_root=data_root, download_urls=download_urls)
+        super()._configure_dataset(
+            data_root=data_root,
+            download_urls=download_urls,
+            url_root=url_root,
+            download_filenames=download_filenames,
+        )
         self._batch_size = batch_size
         self._seed = seed
         self._passes = 0

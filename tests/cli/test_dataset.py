@@ -174,7 +174,8 @@ def test_info_errors_are_one_line_with_exit_code(
         (
             "nothing",
             2,
-            "has no method `nothing`; available: broken_stream, crash, stream_info, summary, train_stream",
+            "`nothing` is neither a command nor a method of testdata_[0-9]+.Data; commands: download, info, "
+            "stream; methods: broken-stream, crash, stream-info, summary, train-stream",
         ),
         ("crash", 1, r"Data\.crash\(\) failed: KeyError: 'label'"),
         ("broken-stream", 1, r"Data\.broken_stream\(\) failed"),
@@ -250,3 +251,177 @@ def test_an_error_caused_by_an_override_names_the_override(write_dataset: WriteD
     assert (code, out) == (2, "")
     assert "cannot find module `nosuch` for dataset.class nosuch.Data in override 'dataset.class=" in err
     assert str(config) not in err
+
+
+RESULTS = """
+from pathlib import Path
+
+import numpy as np
+
+from emloop_ds import BaseDataset
+
+class Data(BaseDataset):
+    def _configure_dataset(self, output_dir, marker=None, **kwargs):
+        if marker is not None:
+            Path(marker).write_text("built")
+        self.marker = marker
+
+    def counts(self):
+        return {"zebra": np.int64(3), "ant": 1, "nested": {"z": [1.5, float("nan")], "a": np.arange(3)}}
+
+    def splits(self):
+        return ("train", "test")
+
+    def size(self):
+        return np.float32(2.5)
+
+    def train_stream(self):
+        Path(self.marker).write_text("read")
+        yield {"x": [1]}
+
+    def batches(self):
+        return iter([{"x": [1]}])
+"""
+
+
+def test_a_mapping_result_is_printed_as_yaml_in_its_own_order(write_dataset: WriteDataset) -> None:
+    code, out, err = invoke("dataset", "counts", str(write_dataset(RESULTS)))
+    assert (code, err) == (0, "")
+    assert out == "zebra: 3\nant: 1\nnested:\n  z:\n  - 1.5\n  - .nan\n  a:\n  - 0\n  - 1\n  - 2\n"
+
+
+def test_results_are_printed_as_json_with_json(write_dataset: WriteDataset) -> None:
+    config = str(write_dataset(RESULTS))
+    code, out, _ = invoke("dataset", "counts", config, "--json")
+    assert code == 0
+    assert json.loads(out) == {"zebra": 3, "ant": 1, "nested": {"z": [1.5, None], "a": [0, 1, 2]}}
+    assert json.loads(invoke("dataset", "splits", config, "--json")[1]) == ["train", "test"]
+    assert (
+        json.loads(invoke("dataset", "summary", str(write_dataset(DATASET)), "--json")[1]) == "batch size 4"
+    )
+
+
+def test_sequences_are_yaml_lists_and_scalars_plain_text(write_dataset: WriteDataset) -> None:
+    config = str(write_dataset(RESULTS))
+    assert invoke("dataset", "splits", config) == (0, "- train\n- test\n", "")
+    assert invoke("dataset", "size", config) == (0, "2.5\n", "")
+
+
+@pytest.mark.parametrize(
+    ("method", "hint"),
+    [
+        ("train-stream", "read it with `emloop dataset stream {config} --stream train`"),
+        (
+            "batches",
+            "name the method `<name>_stream` and run `emloop dataset stream {config} --stream <name>`",
+        ),
+    ],
+)
+def test_a_stream_result_is_not_read_but_points_to_the_stream_command(
+    write_dataset: WriteDataset, tmp_path: Path, method: str, hint: str
+) -> None:
+    marker = tmp_path / "marker.txt"
+    config = write_dataset(RESULTS)
+    code, out, err = invoke("dataset", method, str(config), f"dataset.marker={marker}")
+    assert (code, out) == (0, "")
+    assert err.startswith("note: Data.")
+    assert "returned a stream, which is not printed; " in err
+    assert hint.format(config=config) in err
+    assert marker.read_text() == "built"  # the stream was never started
+
+
+@pytest.mark.parametrize(
+    ("typed", "suggestion"),
+    [("inof", "did you mean `info`?"), ("sumary", "did you mean `summary`?"), ("stram", "`stream`")],
+)
+def test_a_mistyped_name_is_refused_before_building_the_dataset(
+    write_dataset: WriteDataset, tmp_path: Path, typed: str, suggestion: str
+) -> None:
+    marker = tmp_path / "marker.txt"
+    code, out, err = invoke("dataset", typed, str(write_dataset(DATASET)), f"dataset.marker={marker}")
+    assert (code, out) == (2, "")
+    assert err.startswith(f"error: `{typed}` is neither a command nor a method of testdata_")
+    assert suggestion in err
+    assert len(err.splitlines()) == 1
+    assert not marker.exists()
+
+
+def test_a_mistyped_command_with_a_bad_config_is_named_first(tmp_path: Path) -> None:
+    code, out, err = invoke("dataset", "inof", str(tmp_path / "missing.yaml"))
+    assert (code, out) == (2, "")
+    assert err.startswith("error: no command `inof`; did you mean `info`? (and config ")
+    assert "missing.yaml does not exist" in err
+
+
+DYNAMIC = """
+from emloop_ds import BaseDataset
+
+def register(cls):
+    cls.summary = lambda self: "registered"
+    return cls
+
+@register
+class Data(BaseDataset):
+    def _configure_dataset(self, output_dir, **kwargs):
+        pass
+"""
+
+
+def test_a_class_its_source_cannot_tell_about_is_built_to_find_the_method(
+    write_dataset: WriteDataset,
+) -> None:
+    config = str(write_dataset(DYNAMIC))
+    assert invoke("dataset", "summary", config) == (0, "registered\n", "")
+    code, out, err = invoke("dataset", "sumary", config)
+    assert (code, out) == (2, "")
+    assert err.startswith("error: `sumary` is neither a command nor a method of testdata_")
+    assert err.endswith(
+        ".Data; did you mean `summary`? commands: download, info, stream; methods: stream-info, summary\n"
+    )
+    code, out, err = invoke("dataset", "inof", config)
+    assert "did you mean `info`?" in err
+
+
+FORGETFUL = """
+import os
+
+from emloop_ds import DownloadableDataset
+
+class Data(DownloadableDataset):
+    def _configure_dataset(self, output_dir, **kwargs):
+        pass
+
+class Computed(DownloadableDataset):
+    @property
+    def data_root(self):
+        return os.environ["EMLOOP_DS_TEST_NO_SUCH_VARIABLE"]
+"""
+
+
+@pytest.mark.parametrize(
+    ("config_text", "code", "message"),
+    [
+        (
+            "dataset:\n  class: {module}.Data\n  data_root: data\n  download_urls: [file:///nowhere/a.zip]\n",
+            1,
+            "error: Data._configure_dataset received data_root from the config but did not call super()",
+        ),
+        ("dataset:\n  class: {module}.Data\n", 2, "error: Data has no data_root; add `data_root: <folder>`"),
+        (
+            "dataset:\n  class: {module}.Computed\n  download_urls: [file:///nowhere/a.zip]\n",
+            1,
+            "error: Computed.data_root failed: KeyError: 'EMLOOP_DS_TEST_NO_SUCH_VARIABLE'; fix the",
+        ),
+    ],
+)
+def test_download_keys_that_are_lost_or_fail_are_one_error_line(
+    emloop_command: str, write_dataset: WriteDataset, config_text: str, code: int, message: str
+) -> None:
+    config = write_dataset(FORGETFUL, config_text)
+    result = run_emloop(emloop_command, "dataset", "download", str(config), cwd=config.parent)
+    assert (result.returncode, result.stdout) == (code, "")
+    assert result.stderr.splitlines() == [result.stderr.splitlines()[0]]
+    assert result.stderr.startswith(message)
+    verbose = run_emloop(emloop_command, "dataset", "download", str(config), "--verbose", cwd=config.parent)
+    assert verbose.returncode == code
+    assert "Traceback (most recent call last)" in verbose.stderr

@@ -147,7 +147,8 @@ def test_ctrl_c_on_workers_exits_130_promptly_leaving_nothing_behind(tmp_path: P
     assert len(set(family)) == 3, seen
     assert process.returncode == 130
     assert waited_s < 10  # the issue asks for promptly; the margin is for a CPU shared with other tests
-    assert stdout == b""
+    assert b"train stream (interrupted by Ctrl-C)" in stdout  # the summary of what was read
+    assert b"2 (ordered)" in stdout
     assert (seen + stderr).decode().rstrip().endswith("interrupted")
     assert b"Traceback" not in seen + stderr
     assert wait_for_exit(family) == []

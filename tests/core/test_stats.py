@@ -113,9 +113,11 @@ def test_more_than_20_distinct_values_are_not_counted() -> None:
         (np.array([-(10**12), 10**12]), {-(10**12): 1, 10**12: 1}),
     ],
 )
+@pytest.mark.parametrize("small_chunk", [0, 2048], ids=["numpy", "counter"])
 def test_integer_values_are_counted_exactly_at_the_limits_of_their_type(
-    values: np.ndarray[Any, Any], expected: dict[int, int]
+    monkeypatch: pytest.MonkeyPatch, values: np.ndarray[Any, Any], expected: dict[int, int], small_chunk: int
 ) -> None:
+    monkeypatch.setattr(stats_module, "_SMALL_CHUNK", small_chunk)
     tally = StatsTally()
     tally.add(values)
     assert tally.values == expected
@@ -176,6 +178,20 @@ def test_a_second_pass_with_other_data_shows_in_the_histogram_count() -> None:
     assert x.stats is not None
     assert x.stats.histogram is not None
     assert (x.stats.count, sum(x.stats.histogram.counts)) == (3, 2)  # 9.0 is beyond pass one's range
+
+
+@pytest.mark.parametrize("small_chunk", [0, 2048], ids=["comparisons", "searchsorted"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int16])
+def test_bins_match_numpy_histogram_including_the_closed_last_edge_and_values_outside(
+    monkeypatch: pytest.MonkeyPatch, small_chunk: int, dtype: type[np.generic]
+) -> None:
+    monkeypatch.setattr(stats_module, "_SMALL_CHUNK", small_chunk)
+    values = (np.random.default_rng(5).normal(0, 40, 1000)).astype(dtype)
+    edges = np.histogram_bin_edges(values[:100], bins=8)  # some values fall outside
+    values = np.concatenate([values, np.array([edges[0], edges[-1], edges[3]], dtype=dtype)])
+    (counts,) = count_histograms([{"x": values}], {"x": tuple(edges.tolist())}).values()
+    assert counts == tuple(np.histogram(values, bins=edges)[0].tolist())
+    assert sum(counts) < values.size
 
 
 def test_count_histograms_rejects_a_batch_that_is_not_a_mapping() -> None:

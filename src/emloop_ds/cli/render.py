@@ -2,36 +2,40 @@
 
 from __future__ import annotations
 
-import codecs
 import json
 import math
 import sys
 import traceback
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import click
-from rich.cells import cell_len
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from emloop_ds.cli.console import SPARK_BLOCKS, stdout_console
 from emloop_ds.core.schema import DatasetInfo, SourceInfo, StreamInfo
 
 if TYPE_CHECKING:  # each command imports only its own core modules
+    from emloop_ds.core.download.check import CheckResult
     from emloop_ds.core.download.fetch import FileResult
     from emloop_ds.core.stats import SourceStats
     from emloop_ds.core.throughput import ThroughputReport
 
 __all__ = [
+    "MAX_TABLE_ROWS",
+    "check_results_json",
     "dataset_info_json",
     "download_results_json",
     "print_json",
+    "render_check_results",
     "render_dataset_info",
     "render_download_results",
     "render_throughput",
     "report_download_failures",
+    "report_download_warnings",
     "sparkline",
     "throughput_json",
     "warn_of_findings",
@@ -41,38 +45,6 @@ __all__ = [
 def print_json(data: Any) -> None:
     """Print ``data`` as one JSON document on stdout; NaN or infinity in ``data`` is a bug, not output."""
     click.echo(json.dumps(data, indent=2, allow_nan=False))
-
-
-# NOTE [ASCII output]
-# A terminal that cannot encode Unicode (PYTHONIOENCODING=ascii, a C locale, a latin-1 pipe) gets ASCII,
-# never a UnicodeEncodeError. Rich already draws ASCII boxes when stdout's encoding is not UTF; every other
-# character stdout cannot encode goes through the error handler below: our own symbols (dashes, sparkline
-# blocks, rich's ellipsis) get an ASCII look-alike, anything else (such as a source's name) one "?" per
-# terminal cell, so that table columns stay aligned. JSON needs none of this: json.dumps escapes to ASCII.
-_ASCII_ERRORS = "emloop_ds.ascii"
-_ASCII_LOOKALIKES = {"–": "-", "—": "-", "…": ".", "·": ".", "×": "x", "±": "+"}
-SPARK_BLOCKS = " ▁▂▃▄▅▆▇█"
-_ASCII_LOOKALIKES.update(zip(SPARK_BLOCKS[1:], ".:-=+*%#", strict=True))
-
-
-def _ascii_lookalikes(error: UnicodeError) -> tuple[str, int]:
-    if not isinstance(error, UnicodeEncodeError):
-        raise error
-    unencodable = error.object[error.start : error.end]
-    return "".join(_ASCII_LOOKALIKES.get(char) or "?" * cell_len(char) for char in unencodable), error.end
-
-
-codecs.register_error(_ASCII_ERRORS, _ascii_lookalikes)
-
-
-def _stdout_console(**options: Any) -> Console:
-    """Return a rich console on stdout that degrades to ASCII where stdout cannot encode Unicode."""
-    stream = sys.stdout
-    encoding = (getattr(stream, "encoding", None) or "utf-8").lower().replace("_", "-")
-    reconfigure = getattr(stream, "reconfigure", None)
-    if not encoding.startswith("utf") and getattr(stream, "errors", None) == "strict" and reconfigure:
-        reconfigure(errors=_ASCII_ERRORS)  # NOTE [ASCII output]
-    return Console(file=stream, **options)
 
 
 def _json_number(value: float | int | bool | None) -> float | int | bool | None:
@@ -153,8 +125,8 @@ def warn_of_findings(info: DatasetInfo) -> None:
                 binned = sum(source.stats.histogram.counts)
                 if binned != source.stats.count:
                     click.echo(
-                        f"warning: the histogram of {where} counts {binned:,} values, the mean "
-                        f"{source.stats.count:,}: the stream yielded other data when called again "
+                        f"warning: the histogram of {where} holds {binned:,} of the {source.stats.count:,} "
+                        "values of the first pass: the stream yielded other data when called again "
                         "(shuffled?); inspect whole epochs with --batches for a histogram of the same data",
                         err=True,
                     )
@@ -167,7 +139,7 @@ def _non_finite(source: SourceInfo) -> str:
 
 def render_dataset_info(info: DatasetInfo) -> None:
     """Print a table per stream on stdout, and one of statistics where they were computed."""
-    console = _stdout_console()
+    console = stdout_console()
     if not info.streams:
         console.print(escape(f"{info.dataset} has no streams (no public <name>_stream methods)"))
     for stream in info.streams:
@@ -200,7 +172,7 @@ def _sources_table(stream: StreamInfo) -> Table:
 def _stats_table(stream: StreamInfo) -> Table:
     table = Table(title=escape(f"{stream.name} stream: statistics"), title_justify="left")
     for column in ("source", "mean", "std", "histogram", "values"):
-        table.add_column(column)
+        table.add_column(column, no_wrap=column == "histogram")  # a sparkline is one line
     for source in stream.sources:
         stats = source.stats
         if stats is None:
@@ -233,7 +205,19 @@ def sparkline(counts: Sequence[int]) -> str:
     return "".join(SPARK_BLOCKS[math.ceil(count * top / largest)] for count in counts)
 
 
-_STATUS_STYLES = {"failed": "red", "already complete": "dim", "resumed": "yellow"}
+MAX_TABLE_ROWS = 20
+"""The most files a download or check table lists; --json lists every file."""
+
+_STATUS_STYLES = {
+    "failed": "red",
+    "missing": "red",
+    "corrupt": "red",
+    "incomplete": "yellow",
+    "already complete": "dim",
+    "intact": "dim",
+    "resumed": "yellow",
+    "restored": "yellow",
+}
 
 
 def download_results_json(results: Sequence[FileResult]) -> list[dict[str, Any]]:
@@ -252,19 +236,21 @@ def download_results_json(results: Sequence[FileResult]) -> list[dict[str, Any]]
                 "digest": result.checksum.digest,
             },
             "error": None if result.error is None else str(result.error),
+            "warnings": list(result.warnings),
         }
         for result in results
     ]
 
 
 def render_download_results(results: Sequence[FileResult]) -> None:
-    """Print a table of the files with their size, time and status on stdout."""
+    """Print a table of at most ``MAX_TABLE_ROWS`` files (failures first) and a summary line on stdout."""
+    shown = sorted(results, key=lambda result: result.error is None)[:MAX_TABLE_ROWS]
     table = Table()
     table.add_column("file")
     table.add_column("size", justify="right")
     table.add_column("time", justify="right")
     table.add_column("status")
-    for result in results:
+    for result in shown:
         size = "" if result.size_bytes is None else _format_bytes(result.size_bytes)
         style = _STATUS_STYLES.get(result.status, "green")
         # Text cells are neither parsed as markup nor searched for emoji codes: ~30% of the printing time.
@@ -274,7 +260,23 @@ def render_download_results(results: Sequence[FileResult]) -> None:
             Text(f"{result.elapsed_s:.1f} s"),
             Text.assemble((result.status, style)),
         )
-    _stdout_console(emoji=False).print(table)
+    console = stdout_console(emoji=False, highlight=False)
+    if shown:
+        console.print(table)
+    total_bytes = sum(result.size_bytes or 0 for result in results)
+    summary = (
+        f"{len(results):,} files, {_format_bytes(total_bytes)}: {_count_statuses(r.status for r in results)}"
+    )
+    if len(shown) < len(results):
+        summary += f" ({len(results) - len(shown):,} not listed; --json lists every file)"
+    console.print(Text(summary), soft_wrap=True)
+
+
+def report_download_warnings(results: Sequence[FileResult]) -> None:
+    """Print one ``warning:`` line on stderr per mirror that failed before another one succeeded."""
+    for result in results:
+        for warning in result.warnings:
+            click.echo(f"warning: {warning}", err=True)
 
 
 def report_download_failures(results: Sequence[FileResult], verbose: bool) -> None:
@@ -284,6 +286,45 @@ def report_download_failures(results: Sequence[FileResult], verbose: bool) -> No
             if verbose:
                 traceback.print_exception(result.error, file=sys.stderr)
             click.echo(f"error: {result.error}", err=True)
+
+
+def check_results_json(results: Sequence[CheckResult]) -> list[dict[str, Any]]:
+    """Return the JSON form of ``emloop dataset download --check``: one object per file."""
+    return [
+        {
+            "filename": result.filename,
+            "status": result.status,
+            "size_bytes": result.size_bytes,
+            "problems": list(result.problems),
+        }
+        for result in results
+    ]
+
+
+def render_check_results(results: Sequence[CheckResult]) -> None:
+    """Print the files with problems (at most ``MAX_TABLE_ROWS``) and a summary line on stdout."""
+    damaged = [result for result in results if not result.is_intact]
+    console = stdout_console(emoji=False, highlight=False)
+    if damaged:
+        table = Table()
+        table.add_column("file")
+        table.add_column("status")
+        table.add_column("problem")
+        for result in damaged[:MAX_TABLE_ROWS]:
+            style = _STATUS_STYLES.get(result.status, "red")
+            table.add_row(
+                Text(result.filename), Text.assemble((result.status, style)), Text("; ".join(result.problems))
+            )
+        console.print(table)
+    summary = f"{len(results):,} files checked: {_count_statuses(result.status for result in results)}"
+    if len(damaged) > MAX_TABLE_ROWS:
+        summary += f" ({len(damaged) - MAX_TABLE_ROWS:,} not listed; --json lists every file)"
+    console.print(Text(summary), soft_wrap=True)
+
+
+def _count_statuses(statuses: Iterable[str]) -> str:
+    counts = Counter(statuses)
+    return ", ".join(f"{count:,} {status}" for status, count in counts.most_common()) or "none"
 
 
 def _format_bytes(n_bytes: int) -> str:
@@ -318,6 +359,7 @@ def throughput_json(report: ThroughputReport) -> dict[str, Any]:
         "wait_median_seconds": report.wait_median_seconds,
         "wait_p95_seconds": report.wait_p95_seconds,
         "wait_max_seconds": report.wait_max_seconds,
+        "interrupted": report.interrupted,
     }
 
 
@@ -331,7 +373,8 @@ def render_throughput(report: ThroughputReport) -> None:
     if report.workers:
         buffering = f"{report.buffer_size:,} batches in flight per worker"
     workers = f"{report.workers:,} ({'ordered' if report.ordered else 'as ready'})" if report.workers else "0"
-    table = Table(title=escape(f"{report.stream} stream"), title_justify="left")
+    title = f"{report.stream} stream" + (" (interrupted by Ctrl-C)" if report.interrupted else "")
+    table = Table(title=escape(title), title_justify="left")
     table.add_column("measure")
     table.add_column("value", justify="right")
     megabytes = None if report.nbytes is None else report.nbytes / 1e6
@@ -352,7 +395,7 @@ def render_throughput(report: ThroughputReport) -> None:
         ("wait per batch, max", _milliseconds(report.wait_max_seconds)),
     ):
         table.add_row(measure, value)
-    console = _stdout_console()
+    console = stdout_console()
     console.print(table)
     if report.batches_per_second:
         console.print(
@@ -368,4 +411,7 @@ def _figure(value: float | None, unit: str = "", digits: int = 1) -> str:
 
 
 def _milliseconds(seconds: float | None) -> str:
-    return "–" if seconds is None else f"{seconds * 1e3:,.3f} ms"
+    if seconds is None:
+        return "–"
+    # Waits on a fast stream are fractions of a microsecond: keep three significant digits for them.
+    return f"{seconds * 1e3:.3g} ms" if 0 < seconds < 1e-3 else f"{seconds * 1e3:,.3f} ms"

@@ -9,7 +9,10 @@ import click
 
 from emloop_ds.cli.options import config_argument, json_option, overrides_argument, verbose_option
 
-__all__ = ["stream"]
+__all__ = ["ENDLESS_HINT_AFTER_S", "stream"]
+
+ENDLESS_HINT_AFTER_S = 10.0
+"""Seconds after which a first epoch without --epoch-size that has not ended gets a hint."""
 
 
 @click.command("stream")
@@ -67,6 +70,8 @@ def stream(
 ) -> None:
     """Read a stream with a progress bar, then show batches, examples, rates and waits per batch.
 
+    Ctrl-C stops the read, shows the summary of what was read and exits with 130.
+
     Example: emloop dataset stream examples/iris/config.yaml --epochs 10 --workers 2
     """
     from tqdm import tqdm
@@ -81,6 +86,10 @@ def stream(
     if unordered and workers == 0:
         raise click.UsageError("--unordered needs worker processes: add --workers N with N of 1 or more")
     stream_fn = find_stream(create_dataset(load_config(config, overrides)), stream_name)
+    hint = (
+        f"hint: the first epoch of stream `{stream_name}` has not ended after {ENDLESS_HINT_AFTER_S:g} s; "
+        "the stream may be endless: --epoch-size N reads epochs of N batches"
+    )
     total = epochs * epoch_size if epoch_size is not None else None
     with tqdm(desc=stream_name, total=total, unit=" batches", file=sys.stderr, dynamic_ncols=True) as bar:
         report = measure_stream(
@@ -93,8 +102,13 @@ def stream(
             workers=workers,
             ordered=not unordered,
             on_batch=bar.update,
+            on_endless_hint=lambda: tqdm.write(hint, file=sys.stderr),
+            endless_hint_after_s=ENDLESS_HINT_AFTER_S,
         )
     if as_json:
         print_json(throughput_json(report))
     else:
         render_throughput(report)
+    if report.interrupted:
+        # The summary is out; the root reports the interruption and exits with 130 as for any command.
+        raise KeyboardInterrupt

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import stat
 from collections.abc import Mapping, Sequence
@@ -39,8 +40,18 @@ class DatasetConfig:
         return "the config" if self.path is None else f"config {self.path}"
 
     def to_config_str(self, output_dir: str | None = None) -> str:
-        """Encode the dataset's arguments plus ``output_dir`` as the YAML string a dataset is built from."""
-        return encode_yaml({**self.kwargs, "output_dir": output_dir})
+        """Encode the dataset's arguments plus ``output_dir`` as the YAML string a dataset is built from.
+
+        NOTE [JSON config string]: the string is JSON (a subset of YAML) whenever JSON holds the data exactly,
+        and ``decode_yaml`` reads JSON first: encoding and decoding a 10,000-entry download list then takes
+        ~20 ms instead of ~1 s of YAML, so a config is parsed as YAML only once.
+        """
+        data = {**self.kwargs, "output_dir": output_dir}
+        try:
+            text = json.dumps(data, allow_nan=False, default=_not_json)
+        except (TypeError, ValueError):  # dates, NaN...: YAML holds them
+            return encode_yaml(data)
+        return text if json.loads(text) == data else encode_yaml(data)  # e.g. int keys become str
 
 
 def decode_yaml(text: str, source: str = "<string>") -> Any:
@@ -51,6 +62,11 @@ def decode_yaml(text: str, source: str = "<string>") -> Any:
     """
     from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
+    if text.startswith("{"):  # NOTE [JSON config string]
+        try:
+            return json.loads(text)
+        except ValueError:
+            pass  # YAML's flow mapping, not JSON
     try:
         return _load_yaml(text)
     except MarkedYAMLError as exc:
@@ -62,12 +78,17 @@ def decode_yaml(text: str, source: str = "<string>") -> Any:
         raise ConfigError(f"YAML error in {source}: {exc}; fix the YAML") from exc
 
 
-def encode_yaml(data: Any) -> str:
-    """Encode plain data (dicts, lists, scalars) as a block-style YAML string."""
+def _not_json(value: Any) -> Any:
+    raise ValueError(f"not JSON: {type(value).__name__}")
+
+
+def encode_yaml(data: Any, sort_keys: bool = True) -> str:
+    """Encode plain data (dicts, lists, scalars) as a block-style YAML string, keys sorted unless asked."""
     from ruamel.yaml import YAML
 
     yaml = YAML(typ="safe")  # libyaml's emitter where installed: NOTE [libyaml]
     yaml.default_flow_style = False
+    yaml.representer.sort_base_mapping_type_on_output = sort_keys
     stream = io.StringIO()
     yaml.dump(data, stream)
     return stream.getvalue()

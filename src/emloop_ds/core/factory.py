@@ -92,8 +92,14 @@ def call_method(dataset: Any, name: str) -> Any:
     class_name = type(dataset).__name__
     member = None if name.startswith("_") else inspect.getattr_static(type(dataset), name, None)
     if not inspect.isfunction(member):
-        available = ", ".join(public_methods(dataset)) or "none"
-        raise ConfigError(f"dataset {class_name} has no method `{name}`; available: {available}")
+        import difflib
+
+        methods = public_methods(dataset)
+        close = difflib.get_close_matches(name, methods, n=3, cutoff=0.6)
+        hint = f"did you mean {' or '.join(f'`{method}`' for method in close)}? " if close else ""
+        raise ConfigError(
+            f"dataset {class_name} has no method `{name}`; {hint}available: {', '.join(methods) or 'none'}"
+        )
     if not _takes_no_arguments(member):
         raise ConfigError(
             f"method `{name}` of {class_name} needs arguments; only methods callable without arguments "

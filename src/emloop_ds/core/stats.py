@@ -34,6 +34,7 @@ MAX_DISTINCT_VALUES = 20
 CHUNK_VALUES = 1 << 20
 _BINCOUNT_SPAN = 1 << 16  # integer values spanning less than this are counted with bincount, not sorted
 _INTP_LIMIT = 1 << 62
+_SMALL_CHUNK = 2048
 
 Value = int | bool | str
 
@@ -190,6 +191,11 @@ def _bin_counts(chunk: np.ndarray[Any, Any], edges: np.ndarray[Any, Any]) -> np.
     exact: comparisons with float64 edges need no rounding correction. Values outside the edges are left out.
     """
     values = chunk if chunk.dtype.kind == "f" else chunk.astype(np.float64)
+    if values.size <= _SMALL_CHUNK:  # one searchsorted costs less than nine comparisons on few values
+        slots = np.bincount(np.searchsorted(edges, values, side="right"), minlength=len(edges) + 1)
+        counts = slots[1:-1].copy()  # slot k holds edges[k-1] <= value < edges[k]
+        counts[-1] += np.count_nonzero(values == edges[-1])  # the last bin includes its right edge
+        return counts
     below = [np.count_nonzero(values < edge) for edge in edges[:-1]]
     below.append(np.count_nonzero(values <= edges[-1]))
     return np.diff(below)
@@ -227,6 +233,8 @@ def _count_values(array: np.ndarray[Any, Any]) -> Counter[Value] | None:
 
 
 def _count_chunk(chunk: np.ndarray[Any, Any]) -> dict[Value, int]:
+    if chunk.size <= _SMALL_CHUNK:  # Python's Counter beats numpy's set-up on a few values
+        return Counter(chunk.tolist())
     if chunk.dtype.kind in "iu" and chunk.size:
         low, high = int(chunk.min()), int(chunk.max())
         if high - low < _BINCOUNT_SPAN and high < _INTP_LIMIT:

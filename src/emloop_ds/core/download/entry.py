@@ -1,4 +1,9 @@
-"""Check a dataset's ``download_urls``: each entry is a URL string or a mapping with ``url`` and options."""
+"""Check a dataset's ``download_urls``: each entry is a URL string or a mapping with ``url`` and options.
+
+An entry's ``url`` may be a list of mirrors, tried in order, with one checksum for all of them. The form
+the emloop documentation names, ``url_root`` (a base URL or a list of mirror roots) plus
+``download_filenames``, is turned into such entries by ``entries_from_url_root``.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +14,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from emloop_ds.core.download.checksum import ALGORITHMS, Checksum
-from emloop_ds.core.download.extract import archive_format
-from emloop_ds.core.download.manifest import STATE_DIR
+from emloop_ds.core.download.extract import archive_format, parse_size
+from emloop_ds.core.download.state import STATE_DIR
 from emloop_ds.core.errors import ConfigError
 
-__all__ = ["DownloadEntry", "parse_download_entries", "parse_download_entry"]
+__all__ = ["DownloadEntry", "entries_from_url_root", "parse_download_entries", "parse_download_entry"]
 
-_KEYS = ("url", "sha256", "md5", "filename", "extract")
+_KEYS = ("url", "sha256", "md5", "filename", "extract", "max_extract_size")
 _SCHEMES = ("http", "https", "file")
 _UNSAFE_CHARACTERS = re.compile(r"[^A-Za-z0-9._+-]")
 _HEX = re.compile(r"[0-9a-fA-F]+")
@@ -24,12 +29,19 @@ _ARCHIVES = "zip, tar, tar.gz, tgz, tar.bz2, tar.xz"
 
 @dataclass(frozen=True)
 class DownloadEntry:
-    """One file to download: where from, under which name in ``data_root``, how to verify and extract it."""
+    """One file to download: from where (mirrors in order), under which name, how to verify and extract it."""
 
-    url: str
+    urls: tuple[str, ...]
     filename: str
     checksum: Checksum | None
     extract: bool
+    max_extract_bytes: int | None = None
+    """The ``max_extract_size`` of the entry; ``None`` for the default bound."""
+
+    @property
+    def url(self) -> str:
+        """The first URL, which names the file by default."""
+        return self.urls[0]
 
 
 def parse_download_entries(download_urls: Any) -> list[DownloadEntry]:
@@ -56,7 +68,7 @@ def parse_download_entries(download_urls: Any) -> list[DownloadEntry]:
 
 
 def parse_download_entry(item: Any, index: int = 0) -> DownloadEntry:
-    """Check one entry: a URL, or a mapping of ``url`` and optional checksum, ``filename`` and ``extract``.
+    """Check one entry: a URL, or a mapping of ``url`` (one or a list of mirrors) and options.
 
     Raises:
         ConfigError: naming the entry and what is wrong with it.
@@ -69,11 +81,58 @@ def parse_download_entry(item: Any, index: int = 0) -> DownloadEntry:
     unknown = sorted(str(key) for key in item if key not in _KEYS)
     if unknown:
         raise ConfigError(f"{where} has unknown keys {', '.join(unknown)}; the keys are {', '.join(_KEYS)}")
-    url = _url(item.get("url"), where)
-    filename = _filename(item.get("filename"), url, where)
+    urls = _urls(item.get("url"), where)
+    filename = _filename(item.get("filename"), urls[0], where)
     return DownloadEntry(
-        url, filename, _checksum(item, where), _extract(item.get("extract"), filename, where)
+        urls,
+        filename,
+        _checksum(item, where),
+        _extract(item.get("extract"), filename, where),
+        _max_extract_bytes(item.get("max_extract_size"), where),
     )
+
+
+def entries_from_url_root(url_root: Any, download_filenames: Any) -> list[dict[str, Any]]:
+    """Return the ``download_urls`` entries that ``url_root`` and ``download_filenames`` stand for.
+
+    ``url_root`` is a base URL or a list of mirror roots; each item of ``download_filenames`` is a file
+    name relative to the roots, or a mapping of ``filename`` and the options of a ``download_urls`` entry
+    (``sha256``/``md5``, ``extract``, ``max_extract_size``).
+
+    Raises:
+        ConfigError: if either is missing or malformed.
+    """
+    roots = [url_root] if isinstance(url_root, str) else url_root
+    if not isinstance(roots, list) or not roots or not all(isinstance(r, str) and r.strip() for r in roots):
+        raise ConfigError(
+            f"url_root {url_root!r} is not a URL or a list of URLs; write e.g. "
+            "`url_root: https://example.org/data/`"
+        )
+    if not isinstance(download_filenames, list):
+        raise ConfigError(
+            "url_root is given but download_filenames is not a list; list the files to download under "
+            "url_root, e.g. `download_filenames: [train.tar.gz]`"
+        )
+    entries = []
+    for index, item in enumerate(download_filenames):
+        options = dict(item) if isinstance(item, Mapping) else {"filename": item}
+        name = options.pop("filename", None)
+        if not isinstance(name, str) or not name.strip("/") or "url" in options:
+            raise ConfigError(
+                f"download_filenames[{index}] is {item!r}; write a file name, or a mapping with `filename:` "
+                "and options such as `md5:` (without `url:`)"
+            )
+        quoted = urllib.parse.quote(name.strip("/"))
+        entries.append({"url": [f"{root.strip().rstrip('/')}/{quoted}" for root in roots], **options})
+    return entries
+
+
+def _urls(value: Any, where: str) -> tuple[str, ...]:
+    if isinstance(value, list):
+        if not value:
+            raise ConfigError(f"{where} has an empty list of URLs; give at least one mirror")
+        return tuple(_url(item, f"{where}.url[{number}]") for number, item in enumerate(value))
+    return (_url(value, where),)
 
 
 def _url(value: Any, where: str) -> str:
@@ -136,3 +195,12 @@ def _extract(value: Any, filename: str, where: str) -> bool:
             "remove `extract: true`, or give a `filename:` with the archive's ending"
         )
     return value
+
+
+def _max_extract_bytes(value: Any, where: str) -> int | None:
+    if value is None:
+        return None
+    try:
+        return parse_size(value)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None

@@ -5,9 +5,10 @@ An extraction unpacks the archive into its own staging folder,
 merges that tree into ``data_root`` file by file (``merge``: NOTE [merge journal]) and then writes the
 archive's record of what it extracted (``extracted_record``: NOTE [ownership index]). Writing the record is
 the moment the archive counts as extracted; a failure before it rolls the merge back, and a crash before
-it is rolled back by the next extraction of the archive, which then starts again. The staging folder is
-removed in every case. Extractions of the same archive must not overlap (the caller holds the archive's
-lock); extractions of different archives may, from threads or processes.
+it is rolled back by the next extraction (``staging``: NOTE [staging locks]), and the archive is extracted
+again when next asked. No staging folder outlives its extraction, or the next one after a crash.
+Extractions of the same archive must not overlap (the caller holds the archive's lock); extractions of
+different archives may, from threads or processes.
 
 NOTE [identical files]: a member whose path already holds a file that the archive did not put there
 earlier fails the archive, unless that file has the member's exact content (size and sha256): two
@@ -19,18 +20,17 @@ its own inodes, so it never removes that shared file unless it was the one that 
 
 from __future__ import annotations
 
-import contextlib
 import re
-import shutil
-import tempfile
+import stat
 import uuid
 from collections.abc import Collection, Sequence
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
-from emloop_ds.core.download.extracted_record import ExtractedFile, fsync_folder, read_record, write_record
-from emloop_ds.core.download.manifest import STATE_DIR
-from emloop_ds.core.download.merge import TreeMerge, list_staged, read_journal, write_journal
+from emloop_ds.core.download import staging
+from emloop_ds.core.download.extracted_record import ExtractedFile, read_record, write_record
+from emloop_ds.core.download.merge import TreeMerge, list_staged, write_journal
+from emloop_ds.core.download.state import STATE_DIR
 from emloop_ds.core.download.unpack import unpack_archive
 from emloop_ds.core.errors import ConfigError, ExtractionError, describe_exception
 
@@ -57,8 +57,6 @@ ARCHIVE_SUFFIXES = {
 }
 """File name endings of the archives that are extracted by default, and their format."""
 
-_STAGING_DIR = "staging"
-_STAGING_SUFFIX = ".extracting"
 _MIN_DEFAULT_MAX_BYTES = 10**9
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([kmgtp]i?b|b)?\s*$", re.IGNORECASE)
 _UNIT_POWERS = {"k": 1, "m": 2, "g": 3, "t": 4, "p": 5}
@@ -132,17 +130,12 @@ def extract_archive(
     previous = read_record(state_dir, archive.name)
     if only is not None and not only and previous is not None:
         return sorted(previous.files.values(), key=lambda file: file.path)
-    staging_parent = state_dir / _STAGING_DIR
     try:
-        remove_stale_staging(archive.name, staging_parent)
-        staging = _make_staging(staging_parent, archive.name)
-    except OSError as exc:
+        staging.remove_stale_staging(state_dir, archive.name)
+        with staging.open_staging(state_dir, archive.name) as folder:
+            return _extract_staged(archive, kind, data_root, folder, max_bytes, only)
+    except OSError as exc:  # making, locking or removing staging folders
         raise _merge_error(archive.name, exc) from exc
-    try:
-        return _extract_staged(archive, kind, data_root, staging, max_bytes, only)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-        _remove_if_empty(staging_parent)
 
 
 def find_damaged(data_root: Path, files: Sequence[ExtractedFile]) -> list[ExtractedFile]:
@@ -154,32 +147,17 @@ def find_damaged(data_root: Path, files: Sequence[ExtractedFile]) -> list[Extrac
         except OSError:
             damaged.append(file)
             continue
-        if status.st_size != file.size or status.st_mode & 0o170000 == 0o040000:
+        if status.st_size != file.size or stat.S_ISDIR(status.st_mode):
             damaged.append(file)
     return damaged
 
 
 def remove_stale_staging(archive_name: str, staging_parent: Path) -> None:
-    """Roll back and remove what a killed extraction of ``archive_name`` left behind (NOTE [merge journal]).
+    """Undo and remove the staging folders that killed extractions left (NOTE [staging locks]).
 
-    Called by ``extract_archive`` itself; the caller must hold the archive's lock.
+    ``extract_archive`` does this itself first; ``staging_parent`` is ``<data_root>/.emloop-ds/staging``.
     """
-    if not staging_parent.is_dir():
-        return
-    state_dir = staging_parent.parent
-    for staging in staging_parent.iterdir():
-        name = staging.name.removesuffix(_STAGING_SUFFIX)
-        if name == staging.name or name.rpartition(".")[0] != archive_name:
-            continue
-        journal = read_journal(staging)
-        if journal is not None:
-            record = read_record(state_dir, archive_name)
-            if record is None or record.run != journal.run:  # killed before its record: not extracted
-                TreeMerge(
-                    archive_name, staging / "tree", state_dir.parent, state_dir, staging / "backup"
-                ).roll_back(journal)
-        shutil.rmtree(staging, ignore_errors=True)
-    _remove_if_empty(staging_parent)
+    staging.remove_stale_staging(staging_parent.parent, archive_name)
 
 
 def _extract_staged(
@@ -212,24 +190,6 @@ def _extract_staged(
             raise _merge_error(archive.name, exc) from exc
         raise
     return sorted(kept.values(), key=lambda file: file.path)
-
-
-def _make_staging(staging_parent: Path, archive_name: str) -> Path:
-    """Make a new staging folder; another extraction may remove an empty ``staging_parent`` meanwhile."""
-    for _ in range(5):
-        staging_parent.mkdir(parents=True, exist_ok=True)
-        try:
-            staging = tempfile.mkdtemp(prefix=f"{archive_name}.", suffix=_STAGING_SUFFIX, dir=staging_parent)
-        except FileNotFoundError:
-            continue
-        fsync_folder(staging_parent)  # its journal must outlive a power loss
-        return Path(staging)
-    raise FileNotFoundError(f"{staging_parent} keeps disappearing")
-
-
-def _remove_if_empty(folder: Path) -> None:
-    with contextlib.suppress(OSError):  # not empty: another extraction is using it
-        folder.rmdir()
 
 
 def _merge_error(archive_name: str, exc: OSError) -> ExtractionError:

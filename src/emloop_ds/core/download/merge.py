@@ -32,7 +32,15 @@ from emloop_ds.core.download.extracted_record import (
 )
 from emloop_ds.core.errors import ExtractionError
 
-__all__ = ["MergeJournal", "Placement", "TreeMerge", "list_staged", "read_journal", "write_journal"]
+__all__ = [
+    "MergeJournal",
+    "Placement",
+    "TreeMerge",
+    "list_staged",
+    "make_folders",
+    "read_journal",
+    "write_journal",
+]
 
 _JOURNAL = "journal.json"
 _VERSION = 1
@@ -153,7 +161,7 @@ class TreeMerge:
             OSError: if the file system refuses (the caller rolls back).
         """
         for folder in journal.folders:
-            os.makedirs(self._root / folder, exist_ok=True)
+            make_folders(self._root / folder)
         changed = {str(self._root / folder).rpartition("/")[0] for folder in journal.folders}
         for placement in journal.placements:
             staged = str(self._tree / placement.path)
@@ -177,7 +185,7 @@ class TreeMerge:
                 inode = None
             try:
                 if placement.replaces and os.path.lexists(backup) and inode in (None, placement.inode):
-                    os.makedirs(target.parent, exist_ok=True)
+                    make_folders(target.parent)
                     os.replace(backup, target)
                 elif inode == placement.inode:
                     os.unlink(target)
@@ -257,7 +265,7 @@ def _link_new(staged: str, target: str) -> bool:
         except FileNotFoundError:
             if not os.path.lexists(staged):
                 raise
-            os.makedirs(os.path.dirname(target), exist_ok=True)  # another archive's roll-back removed it
+            make_folders(os.path.dirname(target))  # another archive's roll-back removed it
             continue
         except OSError as exc:
             if exc.errno not in _NO_HARD_LINKS:
@@ -267,6 +275,22 @@ def _link_new(staged: str, target: str) -> bool:
             os.rename(staged, target)
         return True
     raise FileNotFoundError(errno.ENOENT, "its folder keeps disappearing", target)
+
+
+def make_folders(folder: Path | str) -> None:
+    """Make ``folder`` and its parents, while other extractions may make or remove (empty) ones too.
+
+    ``os.makedirs(exist_ok=True)`` raises if a folder it saw existing is removed before it checks again.
+    """
+    for _ in range(_PARENT_RETRIES):
+        try:
+            os.makedirs(folder, exist_ok=True)
+        except (FileExistsError, FileNotFoundError):
+            if os.path.lexists(folder) and not os.path.isdir(folder):
+                raise
+            continue
+        return
+    os.makedirs(folder, exist_ok=True)
 
 
 def _describe(path: Path, relative: str, written: dict[str, tuple[int, str]]) -> ExtractedFile:

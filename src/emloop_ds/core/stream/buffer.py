@@ -21,20 +21,21 @@ __all__ = ["BufferingGate", "ThreadBuffer"]
 # - Items are batches, None for an epoch end, or a _ProducerFailure, all in stream order: a failure
 #   reaches the consumer right after the batches made before it, as soon as it asks for the next batch,
 #   and is raised there as StreamProducerError (a ChildProcessError) from the original exception.
-# - A producer ends itself after an epoch end (NOTE [buffer epochs]) or a failure; the consumer starts a
-#   new one when it next needs an item and the buffer is empty, so after an error the wrapper goes on
-#   like an unbuffered one (the error is never a silent epoch end).
+# - A failed producer ends itself; the consumer starts a new one when it next needs an item and the
+#   buffer is empty, so after an error the wrapper goes on like an unbuffered one (the error is never a
+#   silent epoch end).
 # - The stream iterator and the epoch count live in the EpochCutter and only the running producer touches
 #   them, so consecutive `with` blocks continue the same stream.
 # - At most one thread waits on `_ready` besides the one notifying, so `notify()` wakes the right one.
 #
 # NOTE [buffer epochs]
 # The producer stops at the end of each epoch, as emloop's `_enqueue_batches` does: once it has enqueued
-# the epoch end (None) it ends, and `_is_paused` records that it ended by itself. Only the reader starts
-# the next one, when it asks for a batch and finds the buffer empty: that is, once it has read the epoch
-# end and asks for the next epoch's first batch. Entering `with` restarts a producer only if `with` had
-# stopped it. So nothing of the next epoch is made early, whatever the gate or eager say, and a dataset
-# has always made exactly the batches read plus at most `size` of the current epoch.
+# the epoch end (None), `_enqueue_batches` returns and the thread pauses (`_is_paused`, also set by a
+# failure). Only the reader unpauses it, when it asks for a batch and finds the buffer empty: that is,
+# once it has read the epoch end and asks for the next epoch's first batch. Entering `with` restarts a
+# producer only if `with` had stopped it mid-epoch. So nothing of the next epoch is made early, whatever
+# the gate or eager say, and a dataset has always made exactly the batches read plus at most `size` of the
+# current epoch. Pausing rather than ending the thread keeps an epoch boundary at the cost of one wake.
 #
 # NOTE [buffer gate]
 # Gated (the default, as emloop documents it): the producer starts an item only while the gate is open,
@@ -177,7 +178,7 @@ class ThreadBuffer:
             self._thread.join()  # normally done; still busy only if a Ctrl-C interrupted _stop_thread
         stop_event = threading.Event()
         self._thread = threading.Thread(
-            target=self._enqueue_batches,
+            target=self._produce_epochs,
             args=(stop_event,),
             name=f"emloop-ds producer of {self._description}",
             daemon=True,  # NOTE [buffer shutdown]
@@ -198,14 +199,19 @@ class ThreadBuffer:
         thread.join()
         self._thread = self._stop_event = None
 
-    def _enqueue_batches(self, stop_event: threading.Event) -> None:
-        """Enqueue the current epoch's batches and None at its end, then end; stop early on ``stop_event``.
+    def _produce_epochs(self, stop_event: threading.Event) -> None:
+        """Enqueue epoch after epoch, each once the reader asks for it, until stopped or failed."""
+        while self._enqueue_batches(stop_event) and self._wait_for_next_epoch(stop_event):
+            pass
+        with self._ready:
+            self._is_producing = False
+            self._ready.notify()
 
-        The producer never raises: an exception ends it after being handed to the consumer in stream
-        order (NOTE [buffer protocol]).
+    def _enqueue_batches(self, stop_event: threading.Event) -> bool:
+        """Enqueue the rest of the epoch and None at its end; return False if stopped or failed first.
+
+        It never raises: an exception is handed to the consumer in stream order (NOTE [buffer protocol]).
         """
-        failure = None
-        is_epoch_end = False
         try:
             with self._ready:
                 may_produce = self._wait_for_slot(stop_event)
@@ -215,23 +221,31 @@ class ThreadBuffer:
                     self._buffer.append(item)
                     self._is_reader_waiting = False  # NOTE [buffer gate]
                     self._ready.notify()
-                    is_epoch_end = item is None  # NOTE [buffer epochs]
-                    may_produce = not is_epoch_end and self._wait_for_slot(stop_event)
+                    if item is None:  # with the epoch end, so the reader can unpause only after it
+                        self._is_paused = True  # NOTE [buffer epochs]
+                        return True
+                    may_produce = self._wait_for_slot(stop_event)
         # Even SystemExit must reach the consumer rather than end the thread quietly.
         except BaseException as exc:
-            failure = _ProducerFailure(exc)
+            with self._ready:
+                self._buffer.append(_ProducerFailure(exc))
+                self._is_paused = True
+                self._ready.notify()
+        return False
+
+    def _wait_for_next_epoch(self, stop_event: threading.Event) -> bool:
+        """Wait until the reader asks for the next epoch (NOTE [buffer epochs]); False once told to stop."""
         with self._ready:
-            if failure is not None:
-                self._buffer.append(failure)
-            self._is_paused = is_epoch_end or failure is not None
-            self._is_producing = False
-            self._ready.notify()
+            while self._is_paused and not stop_event.is_set():
+                self._ready.wait()
+            return not stop_event.is_set()
 
     def _wait_for_slot(self, stop_event: threading.Event) -> bool:
         """Wait, holding ``_ready``, until the producer may start an item; return False once told to stop."""
         while not stop_event.is_set():
-            is_gate_open = self._is_eager or self._gate_openers > 0 or self._is_reader_waiting
-            if len(self._buffer) < self._size and is_gate_open:
+            if len(self._buffer) < self._size and (
+                self._is_eager or self._gate_openers > 0 or self._is_reader_waiting
+            ):
                 return True
             self._ready.wait()  # NOTE [buffer gate]
         return False
@@ -239,10 +253,11 @@ class ThreadBuffer:
     def _wait_for_item(self) -> None:
         """Wait, holding ``_ready``, for an item, keeping the gate open meanwhile (NOTE [buffer gate])."""
         self._is_reader_waiting = True
+        self._is_paused = False  # NOTE [buffer epochs]
         self._ready.notify()
         try:
             while not self._buffer:
-                if not self._is_producing:  # ended at an epoch end or failed (NOTE [buffer protocol])
+                if not self._is_producing:  # failed, or stopped at an epoch end (NOTE [buffer protocol])
                     self._start_thread()
                 self._ready.wait()
         finally:

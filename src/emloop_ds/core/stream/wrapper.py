@@ -110,6 +110,8 @@ class StreamWrapper:
         self._profile_key = f"read_batch_{self._name}"
         self._with_depth = 0
         description = self._describe()
+        # Where the batches come from (source.py): the reader's thread, a producer thread ahead of it, or
+        # worker processes (workers.py, imported only when used).
         self._epochs = EpochCutter(stream_fn, options.get("epoch_size", -1), description)
         self._buffer: ThreadBuffer | None = None
         self._source: BatchSource = self._epochs
@@ -117,11 +119,10 @@ class StreamWrapper:
         if options.get("workers", 0) > 0:
             self._source = self._workers = _worker_source(stream_fn, options, description)
         elif self._buffer_size > 0:
-            self._buffer = ThreadBuffer(
-                self._epochs.next_batch, self._buffer_size, options.get("eager", False), description
-            )
+            is_eager = options.get("eager", False)
+            self._buffer = ThreadBuffer(self._epochs.next_batch, self._buffer_size, is_eager, description)
             self._source = self._buffer
-        self._read = self._source.next_batch
+        self._read = self._source.next_batch  # bound once: __next__ is the per-batch path
 
     @property
     def name(self) -> str | None:
@@ -133,8 +134,8 @@ class StreamWrapper:
         """A resource that allows the stream object to prepare batches in advance.
 
         A gated (default) buffered wrapper prepares batches only while some code is inside this resource
-        or while the consumer waits for an empty buffer, so that it does not compete with the consumer for
-        the GIL. Use it where the consumer releases the GIL::
+        or while the reader waits on an empty buffer (until it is handed its batch), so that it does not
+        compete with the reader's Python code for the GIL. Use it where the reader releases the GIL::
 
             with stream.allow_buffering:
                 call_native_backend(batch)  # blocks but releases the GIL; the next batch is prepared
@@ -156,7 +157,10 @@ class StreamWrapper:
             self._workers.close()
 
     def __enter__(self) -> Self:
-        """If buffered, start the enqueueing thread; with workers, start or resume the worker processes."""
+        """If buffered, start the enqueueing thread (unless the epoch has ended: NOTE [buffer epochs]).
+
+        With workers, start the worker processes, or resume them.
+        """
         self._with_depth += 1
         if self._with_depth == 1:
             self._source.start()
@@ -222,7 +226,7 @@ class StreamWrapper:
         return self._thread_buffer().next_batch()
 
     def _enqueue_batches(self, stop_event: threading.Event) -> None:
-        """Enqueue the stream's batches here until ``stop_event`` is set (NOTE [buffer protocol])."""
+        """Enqueue the rest of the epoch and its end here, unless ``stop_event`` is set first."""
         self._thread_buffer()._enqueue_batches(stop_event)
 
     def _start_thread(self) -> None:
