@@ -355,6 +355,8 @@ def throughput_json(report: ThroughputReport) -> dict[str, Any]:
         "epoch_size": report.epoch_size,
         "buffer_size": report.buffer_size,
         "eager": report.eager,
+        "workers": report.workers,
+        "ordered": report.ordered,
         "batches": report.batches,
         "examples": report.examples,
         "bytes": report.nbytes,
@@ -377,6 +379,9 @@ def render_throughput(report: ThroughputReport) -> None:
     )
     mode = "eager" if report.eager else "gated"
     buffering = f"{report.buffer_size:,} batches ({mode})" if report.buffer_size else "none"
+    if report.workers:
+        buffering = f"{report.buffer_size:,} batches in flight per worker"
+    workers = f"{report.workers:,} ({'ordered' if report.ordered else 'as ready'})" if report.workers else "0"
     title = f"{report.stream} stream" + (" (interrupted by Ctrl-C)" if report.interrupted else "")
     table = Table(title=escape(title), title_justify="left")
     table.add_column("measure")
@@ -385,6 +390,7 @@ def render_throughput(report: ThroughputReport) -> None:
     for measure, value in (
         ("epochs", epochs),
         ("buffer", buffering),
+        ("workers", workers),
         ("batches", f"{report.batches:,}"),
         ("examples", f"{report.examples:,}"),
         ("data", _figure(megabytes, "MB")),
