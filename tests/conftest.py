@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from emloop_ds.core.download import transfer as download
+from emloop_ds.core.download import retry as retry_rules
 from tests.http_server import LoopbackServer
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -71,5 +71,5 @@ def http_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[LoopbackServer]:
 def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     """Record the backoff waits of downloads instead of waiting; returns the list of waits."""
     waits: list[float] = []
-    monkeypatch.setattr(download, "DEFAULT_RETRY", download.RetryPolicy(sleep=waits.append))
+    monkeypatch.setattr(retry_rules, "DEFAULT_RETRY", retry_rules.RetryPolicy(sleep=waits.append))
     return waits

@@ -1,11 +1,18 @@
-"""A real HTTP server on 127.0.0.1 for tests, whose answers can be scripted per request to simulate faults."""
+"""A real HTTP server on 127.0.0.1 for tests, whose answers can be scripted per request to simulate faults.
+
+It speaks HTTP/1.1 with keep-alive and sets TCP_NODELAY, as production servers do (otherwise keep-alive
+requests wait out delayed ACKs). Each file has an ETag (a hash of its bytes) and a Last-Modified date, and
+``If-Range`` is honoured: a range request whose validator no longer matches gets the whole file.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import re
 import threading
 from collections import defaultdict, deque
 from dataclasses import dataclass
+from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -30,6 +37,8 @@ class Fault:
     wrong_start: int | None = None
     """Answer a range request with the bytes from this offset instead of the one asked for."""
     latency_s: float = 0.0
+    no_validators: bool = False
+    """Send neither ETag nor Last-Modified, and ignore If-Range."""
     barrier: threading.Barrier | None = None
     """Wait until as many requests wait here, to prove that requests run concurrently."""
 
@@ -40,6 +49,7 @@ class Request:
 
     path: str
     range: str | None
+    if_range: str | None = None
 
 
 class LoopbackServer:
@@ -62,7 +72,8 @@ class LoopbackServer:
         self.base_url = f"http://127.0.0.1:{self._server.server_address[1]}"
 
     def add(self, path: str, data: bytes, *faults: Fault) -> str:
-        """Serve ``data`` at ``path``, answering its next requests with ``faults``; return its URL."""
+        """Serve ``data`` at ``path`` (replacing what was there), answering its next requests with ``faults``;
+        return its URL."""
         with self._lock:
             self._files[path] = data
             self._faults[path].extend(faults)
@@ -85,9 +96,11 @@ class LoopbackServer:
         self._server.server_close()
         self._thread.join()
 
-    def next_answer(self, path: str, range_header: str | None) -> tuple[bytes | None, Fault]:
+    def next_answer(
+        self, path: str, range_header: str | None, if_range: str | None = None
+    ) -> tuple[bytes | None, Fault]:
         with self._lock:
-            self._requests.append(Request(path, range_header))
+            self._requests.append(Request(path, range_header, if_range))
             faults = self._faults[path]
             return self._files.get(path), faults.popleft() if faults else Fault()
 
@@ -109,10 +122,13 @@ class _Server(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
+    protocol_version = "HTTP/1.1"  # keep-alive
+    disable_nagle_algorithm = True  # TCP_NODELAY
+    timeout = SAFETY_TIMEOUT_S  # an idle keep-alive connection cannot hold up the server's shutdown
 
     def do_GET(self) -> None:
         owner = self.server.owner
-        data, fault = owner.next_answer(self.path, self.headers.get("Range"))
+        data, fault = owner.next_answer(self.path, self.headers.get("Range"), self.headers.get("If-Range"))
         if fault.barrier is not None:
             fault.barrier.wait(SAFETY_TIMEOUT_S)
         if fault.latency_s:
@@ -120,7 +136,7 @@ class _Handler(BaseHTTPRequestHandler):
         if data is None or fault.status != 200:
             self._send_status(404 if data is None else fault.status, fault.retry_after)
             return
-        start = self._range_start(fault, len(data))
+        start = self._range_start(fault, data)
         if start is not None and start >= len(data):
             self.send_response(416)
             self.send_header("Content-Range", f"bytes */{len(data)}")
@@ -129,19 +145,29 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._send_body(data, start, fault)
 
-    def _range_start(self, fault: Fault, size: int) -> int | None:
+    def _range_start(self, fault: Fault, data: bytes) -> int | None:
         match = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range", ""))
         if match is None or fault.ignore_range:
             return None
+        if_range = self.headers.get("If-Range")
+        if if_range is not None and not fault.no_validators and if_range not in _validators(data):
+            return None  # the file changed since the validator was given: send all of it
         return int(match[1]) if fault.wrong_start is None else fault.wrong_start
 
     def _send_body(self, data: bytes, start: int | None, fault: Fault) -> None:
         body = data[start or 0 :]
         self.send_response(200 if start is None else 206)
+        if not fault.no_validators:
+            etag, last_modified = _validators(data)
+            self.send_header("ETag", etag)
+            self.send_header("Last-Modified", last_modified)
         if start is not None:
             self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
         if not fault.no_length:
             self.send_header("Content-Length", str(len(body)))
+        if fault.no_length or fault.cut_after is not None:
+            self.send_header("Connection", "close")
+            self.close_connection = True
         self.end_headers()
         limit = fault.cut_after if fault.cut_after is not None else fault.stall_after
         self._write(body if limit is None else body[:limit])
@@ -165,3 +191,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: object) -> None:
         """Keep test output clean."""
+
+
+def _validators(data: bytes) -> tuple[str, str]:
+    """Return the ETag and Last-Modified of ``data``: both change whenever the bytes do."""
+    digest = hashlib.sha256(data).hexdigest()
+    seconds = int(digest[:6], 16)  # a date that differs for different bytes
+    last_modified = formatdate(1_600_000_000 + seconds, usegmt=True)
+    return f'"{digest[:16]}"', last_modified

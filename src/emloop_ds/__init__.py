@@ -1,5 +1,6 @@
 """emloop-ds: configure, inspect, stream and download machine-learning datasets."""
 
+from emloop_ds.core.config import load_config
 from emloop_ds.core.dataset import AbstractDataset, BaseDataset, DownloadableDataset
 from emloop_ds.core.download.progress import FileProgress, NoProgress, Progress
 from emloop_ds.core.errors import (
@@ -11,8 +12,10 @@ from emloop_ds.core.errors import (
     EmloopDsError,
     ExtractionError,
     StreamError,
+    StreamNotEnteredError,
     StreamProducerError,
 )
+from emloop_ds.core.factory import create_dataset
 from emloop_ds.core.schema import DatasetInfo, SourceInfo, StreamInfo, inspect_dataset
 from emloop_ds.core.stream.shard import Shard
 from emloop_ds.core.stream.wrapper import StreamWrapper
@@ -39,7 +42,10 @@ __all__ = [
     "Stream",
     "StreamError",
     "StreamInfo",
+    "StreamNotEnteredError",
     "StreamProducerError",
     "StreamWrapper",
+    "create_dataset",
     "inspect_dataset",
+    "load_config",
 ]

@@ -15,6 +15,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from emloop_ds.cli.main import cli
+from tests.archives import tar_gz
 from tests.http_server import Fault, LoopbackServer
 
 DATA = os.urandom(40_000)
@@ -106,7 +107,7 @@ def test_verbose_shows_the_traceback_of_a_failure(http_server: LoopbackServer, t
     result = _run(str(_config(tmp_path, f"    - {url}\n")), "--verbose")
     assert result.exit_code == 1
     assert "Traceback" in result.stderr
-    assert "HTTPError" in result.stderr
+    assert "emloop_ds.core.errors.DownloadError: cannot download" in result.stderr
 
 
 def test_unsafe_archive_is_refused(http_server: LoopbackServer, tmp_path: Path) -> None:
@@ -166,7 +167,114 @@ def test_a_dataset_with_its_own_download_method_is_called(tmp_path: Path) -> Non
 
 
 def test_help_start_up_imports_no_download_machinery() -> None:
-    heavy = ("rich", "tqdm", "urllib.request", "http.client", "tarfile", "zipfile")
+    heavy = ("rich", "tqdm", "requests", "urllib3", "filelock", "http.client", "tarfile", "zipfile")
     code = f"import sys, emloop_ds.cli.main; print([m for m in {heavy!r} if m in sys.modules])"
     output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert output.stdout.strip() == "[]"
+
+
+def test_url_root_is_repointed_at_a_file_mirror_with_one_override(tmp_path: Path) -> None:
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / "a.bin").write_bytes(DATA)
+    (mirror / "b.bin").write_bytes(DATA[:100])
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "dataset:\n  class: emloop_ds.DownloadableDataset\n"
+        f"  data_root: {tmp_path / 'data'}\n"
+        "  url_root: https://data.invalid/sets/\n"
+        "  download_filenames:\n    - a.bin\n"
+        f"    - {{filename: b.bin, sha256: {hashlib.sha256(DATA[:100]).hexdigest()}}}\n",
+        encoding="utf-8",
+    )
+    result = _run(str(config), f"dataset.url_root={mirror.as_uri()}/")
+    assert result.exit_code == 0, result.stderr
+    assert "2 files, 39.2 KiB: 2 downloaded" in result.stdout
+    assert (tmp_path / "data" / "b.bin").read_bytes() == DATA[:100]
+
+
+def test_mirror_that_failed_before_another_succeeded_is_one_warning(
+    http_server: LoopbackServer, tmp_path: Path
+) -> None:
+    dead = http_server.add("/dead/data.bin", DATA, Fault(status=404))
+    good = http_server.add("/good/data.bin", DATA)
+    result = _run(str(_config(tmp_path, f"    - url: [{dead}, {good}]\n      sha256: '{SHA256}'\n")))
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr.splitlines() == [
+        f"warning: data.bin: mirror {dead} failed (cannot download {dead}: HTTP 404 Not Found; check the "
+        f"URL); downloaded from {good}"
+    ]
+
+
+def test_unresolvable_host_fails_fast_with_its_name(tmp_path: Path) -> None:
+    result = _run(str(_config(tmp_path, "    - https://no-such-host.invalid/data.bin\n")))
+    assert result.exit_code == 1
+    assert "cannot resolve host no-such-host.invalid" in result.stderr
+    assert "retry" not in result.stderr
+
+
+def test_table_lists_at_most_20_files_failures_first_and_a_summary(
+    http_server: LoopbackServer, tmp_path: Path
+) -> None:
+    entries = "".join(f"    - {http_server.add(f'/f{n:02d}.bin', DATA[: n + 1])}\n" for n in range(24))
+    entries += f"    - {http_server.add('/missing.bin', DATA, Fault(status=404))}\n"
+    result = _run(str(_config(tmp_path, entries)))
+    assert result.exit_code == 1
+    rows = [line for line in result.stdout.splitlines() if ".bin" in line]
+    assert len(rows) == 20
+    assert "missing.bin" in rows[0]
+    assert "25 files, 300 B: 24 downloaded, 1 failed (5 not listed; --json lists every file)" in result.stdout
+    assert len(json.loads(_run(str(_config(tmp_path, entries)), "--json").stdout)) == 25
+
+
+def test_progress_on_a_non_terminal_is_lines_not_bars(http_server: LoopbackServer, tmp_path: Path) -> None:
+    url = http_server.add("/data.bin", DATA, Fault(stall_after=10))
+    result = _run(str(_config(tmp_path, f"    - {url}\n")), "--timeout", "0.2")
+    assert result.exit_code == 0, result.stderr
+    assert "\r" not in result.stderr  # no bar redrawing in a log
+    assert "data.bin: no data for 0.2 s (stalled transfer); retry 1 of 4 in 1 s" in result.stderr
+
+
+def _check(tmp_path: Path, entries: str) -> Result:
+    return _run(str(_config(tmp_path, entries)), "--check")
+
+
+def test_check_on_intact_missing_and_corrupt_files(http_server: LoopbackServer, tmp_path: Path) -> None:
+    archive = tar_gz({"set/a.txt": b"alpha", "set/b.txt": b"beta"})
+    entries = (
+        f"    - {http_server.add('/one.bin', DATA)}\n"
+        f"    - {http_server.add('/two.bin', DATA)}\n"
+        f"    - {http_server.add('/set.tar.gz', archive)}\n"
+    )
+    assert _run(str(_config(tmp_path, entries))).exit_code == 0
+    requests_before = len(http_server.requests())
+
+    intact = _check(tmp_path, entries)
+    assert intact.exit_code == 0, intact.stderr
+    assert "3 files checked: 3 intact" in intact.stdout
+
+    data = tmp_path / "data"
+    (data / "one.bin").unlink()
+    (data / "two.bin").write_bytes(b"x" * len(DATA))  # same size, other bytes
+    (data / "set" / "b.txt").write_bytes(b"BETA")  # an extracted file changed
+    damaged = _check(tmp_path, entries)
+    assert damaged.exit_code == 1
+    assert "one.bin" in damaged.stdout
+    assert "missing" in damaged.stdout
+    assert "expected sha256" in damaged.stdout
+    assert "extracted set/b.txt has sha256" in damaged.stdout
+    assert "3 files checked: 2 corrupt, 1 missing" in damaged.stdout
+    assert damaged.stderr.startswith("error: 3 of 3 files are missing, corrupt or incomplete")
+    reports = {
+        item["filename"]: item
+        for item in json.loads(_run(str(_config(tmp_path, entries)), "--check", "--json").stdout)
+    }
+    assert reports["one.bin"]["status"] == "missing"
+    assert reports["two.bin"]["status"] == "corrupt"
+    assert len(http_server.requests()) == requests_before  # --check makes no request
+
+
+def test_check_reports_files_never_downloaded(tmp_path: Path) -> None:
+    result = _check(tmp_path, "    - https://example.invalid/a.bin\n")
+    assert result.exit_code == 1
+    assert "1 files checked: 1 missing" in result.stdout

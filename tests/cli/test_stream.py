@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
+from emloop_ds.cli import stream as stream_command
 from emloop_ds.cli.main import cli
 
 IRIS_CONFIG = Path(__file__).parents[2] / "examples" / "iris" / "config.yaml"
@@ -71,6 +72,8 @@ def test_stream_prints_a_summary_and_a_progress_bar(tmp_path: Path) -> None:
         assert phrase in result.stdout
     assert re.search(r"│ batches +│ +8 │", result.stdout)
     assert "8 batches" in result.stderr  # tqdm, on stderr
+    assert "interrupted" not in result.stdout
+    assert "hint" not in result.stderr
 
 
 def test_json_summary_has_the_documented_keys(tmp_path: Path) -> None:
@@ -84,6 +87,7 @@ def test_json_summary_has_the_documented_keys(tmp_path: Path) -> None:
     assert summary["batches_per_second"] == pytest.approx(4 / summary["seconds"])
     assert summary["examples_per_second"] == pytest.approx(8 / summary["seconds"])
     assert summary["wait_median_seconds"] <= summary["wait_p95_seconds"] <= summary["wait_max_seconds"]
+    assert summary["interrupted"] is False
 
 
 @pytest.mark.parametrize("buffer", [[], ["--buffer", "3"], ["--buffer", "3", "--eager"]])
@@ -146,6 +150,24 @@ def test_an_empty_stream_cannot_fill_a_fixed_epoch(tmp_path: Path) -> None:
     assert "yielded no batches, so an epoch of 3 batches cannot be filled" in result.stderr
 
 
+def test_a_first_epoch_that_does_not_end_in_time_gets_one_hint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(stream_command, "ENDLESS_HINT_AFTER_S", 0.0)
+    config = write_dataset(tmp_path, batches=6)
+    result = run(config, "--epochs", "2", "--json")
+    assert result.exit_code == 0, result.output
+    hints = [line for line in result.stderr.splitlines() if line.startswith("hint:")]
+    assert hints == [
+        "hint: the first epoch of stream `train` has not ended after 0 s; the stream may be endless: "
+        "--epoch-size N reads epochs of N batches"
+    ]
+    assert json.loads(result.stdout)["batches"] == 12
+    bounded = run(config, "--epoch-size", "3", "--json")
+    assert bounded.exit_code == 0, bounded.output
+    assert "hint:" not in bounded.stderr
+
+
 # --- the installed command in a subprocess --------------------------------------------------------
 
 
@@ -185,11 +207,36 @@ def _sigint_not_ignored() -> Iterator[None]:
 @pytest.mark.timeout(60)
 @pytest.mark.usefixtures("_sigint_not_ignored")
 @pytest.mark.parametrize("buffer", [[], ["--buffer", "4"], ["--buffer", "4", "--eager"]])
-def test_ctrl_c_exits_130_promptly_without_a_traceback(tmp_path: Path, buffer: list[str]) -> None:
+def test_ctrl_c_prints_the_summary_so_far_and_exits_130(tmp_path: Path, buffer: list[str]) -> None:
     config = write_dataset(tmp_path, endless=True)
-    process = subprocess.Popen(
-        [EMLOOP, "dataset", "stream", config, *buffer], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    stdout, stderr, returncode = interrupt_after_two_batches([EMLOOP, "dataset", "stream", config, *buffer])
+    assert returncode == 130
+    assert "train stream (interrupted by Ctrl-C)" in stdout
+    batches = re.search(r"│ batches +│ +(\d+) │", stdout)
+    assert batches is not None
+    assert int(batches.group(1)) >= (0 if "--eager" in buffer else 1)  # the reader had the first batch
+    assert stderr.rstrip().endswith("interrupted")
+    assert "Traceback" not in stderr
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.usefixtures("_sigint_not_ignored")
+def test_ctrl_c_with_json_prints_the_summary_with_interrupted_true(tmp_path: Path) -> None:
+    config = write_dataset(tmp_path, endless=True, batch_size=3)
+    stdout, stderr, returncode = interrupt_after_two_batches(
+        [EMLOOP, "dataset", "stream", config, "--buffer", "2", "--json"]
     )
+    assert returncode == 130
+    summary = json.loads(stdout)
+    assert summary["interrupted"] is True
+    assert summary["batches"] >= 1
+    assert summary["examples"] == 3 * summary["batches"]
+    assert stderr.rstrip().endswith("interrupted")
+
+
+def interrupt_after_two_batches(command: list[str | Path]) -> tuple[str, str, int]:
+    """Run ``command``, press Ctrl-C once the dataset has made its second batch; return its outcome."""
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         seen = read_until(process, b"streaming")  # the dataset announces its second batch
         process.send_signal(signal.SIGINT)
@@ -200,10 +247,7 @@ def test_ctrl_c_exits_130_promptly_without_a_traceback(tmp_path: Path, buffer: l
         if process.poll() is None:
             process.kill()
             process.wait()
-    assert process.returncode == 130
-    assert stdout == b""
-    assert (seen + stderr).decode().rstrip().endswith("interrupted")
-    assert b"Traceback" not in seen + stderr
+    return stdout.decode(), (seen + stderr).decode(), process.returncode
 
 
 def read_until(process: subprocess.Popen[bytes], marker: bytes) -> bytes:
@@ -215,3 +259,25 @@ def read_until(process: subprocess.Popen[bytes], marker: bytes) -> bytes:
         assert chunk, f"the process ended before writing {marker!r}: {seen!r}"
         seen += chunk
     return seen
+
+
+def test_sources_of_unequal_length_exit_1_with_one_error_line(tmp_path: Path) -> None:
+    (tmp_path / "unequal_dataset.py").write_text(
+        "from emloop_ds import BaseDataset\n\n"
+        "class Data(BaseDataset):\n"
+        "    def _configure_dataset(self, output_dir):\n"
+        "        pass\n\n"
+        "    def train_stream(self):\n"
+        "        yield {'images': [[0.0]] * 4, 'labels': [1, 2, 3]}\n",
+        encoding="utf-8",
+    )
+    config = tmp_path / "config.yaml"
+    config.write_text("dataset:\n  class: unequal_dataset.Data\n", encoding="utf-8")
+    result = run(config)
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [
+        "error: stream `train` batch 1 has sources of unequal length (`images` 4, `labels` 3); "
+        "make every source of a batch hold one value per example"
+    ]

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
-from emloop_ds.core.config import DatasetConfig, apply_overrides, decode_yaml, load_config
+from emloop_ds.core import config as config_module
+from emloop_ds.core.config import DatasetConfig, apply_overrides, decode_yaml, describe_type, load_config
 from emloop_ds.core.errors import ConfigError
 
 
@@ -19,6 +21,41 @@ def test_load_config_reads_class_and_arguments(tmp_path: Path) -> None:
     path = write(tmp_path / "c.yaml", "dataset:\n  class: mod.Data\n  batch_size: 4\n  names: [a, b]\n")
     config = load_config(path)
     assert config == DatasetConfig("mod.Data", {"batch_size": 4, "names": ["a", "b"]}, path)
+
+
+def test_load_config_accepts_a_str_path(tmp_path: Path) -> None:
+    path = write(tmp_path / "c.yaml", "dataset:\n  class: mod.Data\n")
+    assert load_config(str(path)) == load_config(path)
+    assert load_config(str(tmp_path / "c.yaml"), ["dataset.a=1"]).kwargs == {"a": 1}
+
+
+def test_a_character_device_is_refused_without_reading_it() -> None:
+    with pytest.raises(ConfigError, match=r"config /dev/zero is a character device, not a regular file"):
+        load_config("/dev/zero")
+
+
+def test_a_fifo_is_refused_without_opening_it(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "config.yaml")  # opening it would block: nobody writes to it
+    with pytest.raises(ConfigError, match=r"config\.yaml is a FIFO, not a regular file"):
+        load_config(tmp_path / "config.yaml")
+    with pytest.raises(ConfigError, match=r"is a FIFO"):
+        load_config(tmp_path)
+
+
+def test_a_config_larger_than_10_mb_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "big.yaml"
+    with path.open("wb") as file:
+        file.truncate(config_module.MAX_CONFIG_BYTES + 1)
+    with pytest.raises(ConfigError, match=r"big\.yaml is larger than 10 MB, too large for a config"):
+        load_config(path)
+
+
+def test_the_size_limit_is_inclusive(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    text = "dataset:\n  class: mod.Data\n"
+    monkeypatch.setattr(config_module, "MAX_CONFIG_BYTES", len(text))
+    assert load_config(write(tmp_path / "c.yaml", text)).class_path == "mod.Data"
+    with pytest.raises(ConfigError, match="too large"):
+        load_config(write(tmp_path / "c.yaml", text + "#"))
 
 
 def test_load_config_reads_config_yaml_of_a_folder(tmp_path: Path) -> None:
@@ -84,8 +121,64 @@ def test_override_can_replace_the_class(tmp_path: Path) -> None:
     assert load_config(path, ["dataset.class=other.Data"]).class_path == "other.Data"
 
 
-def test_overrides_create_missing_sections() -> None:
-    assert apply_overrides({}, ["dataset.sub.key=1"]) == {"dataset": {"sub": {"key": 1}}}
+def test_overrides_create_missing_keys_below_a_section() -> None:
+    assert apply_overrides({"dataset": None}, ["dataset.sub.key=1"]) == {"dataset": {"sub": {"key": 1}}}
+
+
+@pytest.mark.parametrize("override", ["datset.x=1", "datset=1"])
+def test_override_naming_no_section_lists_the_sections(tmp_path: Path, override: str) -> None:
+    path = write(tmp_path / "c.yaml", "dataset:\n  class: mod.Data\nmodel:\n  x: 1\n")
+    with pytest.raises(
+        ConfigError,
+        match=rf"override '{override}' names no section of config .*c\.yaml: "
+        r"`datset` is not one of its sections \(dataset, model\)",
+    ):
+        load_config(path, [override])
+
+
+def test_override_naming_nothing_close_asks_to_check_the_key() -> None:
+    with pytest.raises(
+        ConfigError, match=r"`zzz` is not one of its sections \(dataset\); check the first part"
+    ):
+        apply_overrides({"dataset": {}}, ["zzz.a=1"])
+
+
+def test_override_of_an_empty_config_says_it_has_no_sections() -> None:
+    with pytest.raises(ConfigError, match=r"sections \(none\)"):
+        apply_overrides({}, ["dataset.class=a.B"])
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("dataset.class=NoDots", r"dataset\.class 'NoDots' in override 'dataset\.class=NoDots' is not"),
+        ("dataset.output_dir=out", r"dataset\.output_dir in override 'dataset\.output_dir=out' is reserved"),
+        ("dataset=[1]", r"`dataset` section of override 'dataset=\[1\]' is a list"),
+        ("dataset={size: 1}", r"`dataset` section of override 'dataset=\{size: 1\}' has no `class`"),
+        ("dataset.class=null", r"`dataset` section of override 'dataset\.class=null' has no `class`"),
+    ],
+)
+def test_errors_caused_by_an_override_name_the_override(tmp_path: Path, override: str, message: str) -> None:
+    path = write(tmp_path / "c.yaml", "dataset:\n  class: mod.Data\n")
+    with pytest.raises(ConfigError, match=message) as error:
+        load_config(path, ["dataset.size=2", override])
+    assert "c.yaml" not in str(error.value)
+
+
+def test_config_errors_without_overrides_name_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path / "c.yaml", "dataset:\n  class: NoDots\n")
+    with pytest.raises(ConfigError, match=r"'NoDots' in config .*c\.yaml is not a dotted path"):
+        load_config(path, ["dataset.size=2"])
+
+
+def test_origin_names_the_last_override_of_a_key(tmp_path: Path) -> None:
+    path = write(tmp_path / "c.yaml", "dataset:\n  class: mod.Data\n  a: 1\n")
+    config = load_config(path, ["dataset.a={b: 2}", "dataset.a.b=3", "dataset.c=4"])
+    assert config.origin("a") == "override 'dataset.a.b=3'"
+    assert config.origin("class") == f"config {path}"
+    replaced = load_config(path, ["dataset.c=4", "dataset={class: x.Y, d: 1}"])
+    assert replaced.origin("c") == f"config {path}"
+    assert replaced.origin("d") == replaced.origin("class") == "override 'dataset={class: x.Y, d: 1}'"
 
 
 def test_overrides_leave_the_original_untouched() -> None:
@@ -101,7 +194,7 @@ def test_malformed_override_is_a_config_error(override: str) -> None:
 
 
 def test_override_through_a_scalar_is_a_config_error() -> None:
-    with pytest.raises(ConfigError, match=r"dataset\.size is a int, not a mapping"):
+    with pytest.raises(ConfigError, match=r"dataset\.size is an int, not a mapping"):
         apply_overrides({"dataset": {"size": 3}}, ["dataset.size.x=1"])
 
 
@@ -151,3 +244,15 @@ def test_to_config_str_round_trips_awkward_strings(value: str) -> None:
     decoded = decode_yaml(config.to_config_str())
     assert decoded["value"] == value
     assert decoded["values"] == [value, {value: value}]
+
+
+@pytest.mark.parametrize(
+    ("value", "phrase"), [(3, "an int"), ([1], "a list"), (None, "a NoneType"), ("x", "a str")]
+)
+def test_describe_type_uses_the_right_article(value: object, phrase: str) -> None:
+    assert describe_type(value) == phrase
+
+
+def test_a_config_holding_an_int_says_an_int(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"holds an int, not a mapping"):
+        load_config(write(tmp_path / "c.yaml", "3\n"))

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from emloop_ds import AbstractDataset, BaseDataset, Batch, ConfigError, DownloadableDataset
+from emloop_ds import AbstractDataset, BaseDataset, Batch, ConfigError, DatasetError, DownloadableDataset
 
 
 class Recorder(BaseDataset):
@@ -63,6 +63,71 @@ def test_downloadable_dataset_names_the_missing_key(key: str) -> None:
         getattr(dataset, key)
 
 
+class ForgetsSuper(DownloadableDataset):
+    def _configure_dataset(self, output_dir: str | None, batch_size: int = 1, **kwargs: Any) -> None:
+        self.batch_size = batch_size
+
+
+class PassesOnlyTheRoot(DownloadableDataset):
+    def _configure_dataset(  # type: ignore[override]
+        self, output_dir: str | None, data_root: str | None = None, **kwargs: Any
+    ) -> None:
+        super()._configure_dataset(data_root=data_root)
+
+
+@pytest.mark.parametrize("key", ["data_root", "download_urls"])
+def test_a_subclass_not_calling_super_is_told_so_when_the_config_has_the_key(key: str) -> None:
+    dataset = ForgetsSuper("data_root: data/x\ndownload_urls: [http://h/a.zip]\n")
+    with pytest.raises(DatasetError) as error:
+        getattr(dataset, key)
+    assert str(error.value) == (
+        f"ForgetsSuper._configure_dataset received {key} from the config but did not call "
+        "super()._configure_dataset(), so it was lost; pass both on: super()._configure_dataset("
+        f"data_root=data_root, download_urls=download_urls), or override the {key} property"
+    )
+    assert "add `" not in str(error.value)
+
+
+def test_a_subclass_passing_one_key_is_told_which_one_it_dropped() -> None:
+    dataset = PassesOnlyTheRoot("data_root: data/x\ndownload_urls: [http://h/a.zip]\n")
+    assert dataset.data_root == "data/x"
+    with pytest.raises(DatasetError, match="received download_urls from the config but called super"):
+        _ = dataset.download_urls
+
+
+@pytest.mark.parametrize("config", ["{}", "data_root: null\n", "other: 1\n"])
+def test_a_subclass_not_calling_super_without_the_key_is_asked_to_add_it(config: str) -> None:
+    with pytest.raises(ConfigError, match="ForgetsSuper has no data_root; add `data_root: <folder>`"):
+        _ = ForgetsSuper(config).data_root
+
+
+class ComputedRoot(DownloadableDataset):
+    @property
+    def data_root(self) -> str:
+        """The folder named by an environment variable."""
+        return {"other": "x"}["DATA_HOME"]
+
+    @property
+    def download_urls(self) -> list[str]:
+        return super().download_urls  # type: ignore[return-value]
+
+
+def test_a_failing_property_becomes_a_dataset_error_naming_it_with_the_cause() -> None:
+    dataset = ComputedRoot("{}")
+    with pytest.raises(
+        DatasetError, match=r"^ComputedRoot\.data_root failed: KeyError: 'DATA_HOME'; fix"
+    ) as error:
+        _ = dataset.data_root
+    assert isinstance(error.value.__cause__, KeyError)
+    assert ComputedRoot.data_root.__doc__ == "The folder named by an environment variable."
+
+
+def test_our_own_errors_pass_through_a_property_unchanged() -> None:
+    with pytest.raises(ConfigError, match="ComputedRoot has no download_urls"):
+        _ = ComputedRoot("{}").download_urls
+    assert ComputedRoot("download_urls: [u]").download_urls == ["u"]
+
+
 def test_downloadable_dataset_properties_can_be_overridden() -> None:
     class Fixed(DownloadableDataset):
         @property
@@ -93,3 +158,27 @@ def test_stream_info_logs_sources_and_warns_of_ragged_and_broken(caplog: pytest.
     assert "stream `broken` is broken: RuntimeError: disk on fire" in text
     warnings = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
     assert len(warnings) == 2
+
+
+class Suspicious(BaseDataset):
+    def _configure_dataset(self, output_dir: str | None, **kwargs: Any) -> None:
+        pass
+
+    def train_stream(self) -> Iterator[Batch]:
+        yield {"x": [float("nan"), 1.0, float("-inf")], "y": [1, 2, 3]}
+        yield {"x": [2.0], "y": [4]}
+
+    def valid_stream(self) -> Iterator[Batch]:
+        yield {"x": [1.0, 2.0], "y": [1]}
+
+
+def test_stream_info_warns_of_nan_and_unequal_lengths(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="emloop_ds"):
+        Suspicious("").stream_info(batches=2)
+    warnings = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
+    assert warnings == [
+        "stream `train` source `x` holds 1 NaN, 0 +inf, 1 -inf",
+        "stream `valid` is broken: batch 1 has sources of unequal length (`x` 2, `y` 1); "
+        "make every source of a batch hold one value per example",
+    ]
+    assert "x: float64 [None]  range 1.0 - 2.0" in caplog.text

@@ -12,12 +12,17 @@ import pytest
 
 from emloop_ds import ChecksumError, DownloadCancelledError, DownloadError
 from emloop_ds.core.download.checksum import CHUNK_BYTES, Checksum
+from emloop_ds.core.download.part import PartOrigin, part_path, write_origin
 from emloop_ds.core.download.progress import NoProgress
-from emloop_ds.core.download.transfer import RetryPolicy, download_file, part_path
+from emloop_ds.core.download.response import Validators
+from emloop_ds.core.download.retry import RetryPolicy
+from emloop_ds.core.download.transfer import download_file
 from tests.http_server import Fault, LoopbackServer
 
 DATA = os.urandom(300_000)
 SHA256 = Checksum("sha256", hashlib.sha256(DATA).hexdigest())
+BIG = os.urandom(CHUNK_BYTES + 300_000)
+"""More than one chunk: a part of a file this big records its origin (validators) for resuming."""
 
 
 @pytest.mark.usefixtures("sleeps")
@@ -129,7 +134,7 @@ def test_answer_without_content_length_is_accepted(http_server: LoopbackServer, 
 
 def test_part_left_by_a_killed_run_is_resumed(http_server: LoopbackServer, tmp_path: Path) -> None:
     url = http_server.add("/data.bin", DATA)
-    part_path(tmp_path / "data.bin", url).write_bytes(DATA[:123_456])
+    part_path(tmp_path / "data.bin").write_bytes(DATA[:123_456])
     outcome = download_file(url, tmp_path / "data.bin", checksum=SHA256)
     assert (tmp_path / "data.bin").read_bytes() == DATA
     assert [request.range for request in http_server.requests()] == ["bytes=123456-"]
@@ -138,7 +143,7 @@ def test_part_left_by_a_killed_run_is_resumed(http_server: LoopbackServer, tmp_p
 
 def test_ignored_range_restarts_the_file_cleanly(http_server: LoopbackServer, tmp_path: Path) -> None:
     url = http_server.add("/data.bin", DATA, Fault(ignore_range=True))
-    part_path(tmp_path / "data.bin", url).write_bytes(b"stale bytes that must not survive")
+    part_path(tmp_path / "data.bin").write_bytes(b"stale bytes that must not survive")
     outcome = download_file(url, tmp_path / "data.bin", checksum=SHA256)
     assert (tmp_path / "data.bin").read_bytes() == DATA
     assert not outcome.resumed
@@ -146,7 +151,7 @@ def test_ignored_range_restarts_the_file_cleanly(http_server: LoopbackServer, tm
 
 def test_wrong_range_restarts_the_file_cleanly(http_server: LoopbackServer, tmp_path: Path) -> None:
     url = http_server.add("/data.bin", DATA, Fault(wrong_start=50))
-    part_path(tmp_path / "data.bin", url).write_bytes(DATA[:1000])
+    part_path(tmp_path / "data.bin").write_bytes(DATA[:1000])
     download_file(url, tmp_path / "data.bin", checksum=SHA256)
     assert (tmp_path / "data.bin").read_bytes() == DATA
     assert [request.range for request in http_server.requests()] == ["bytes=1000-", None]
@@ -156,7 +161,7 @@ def test_part_holding_the_whole_file_is_finished_without_a_body(
     http_server: LoopbackServer, tmp_path: Path
 ) -> None:
     url = http_server.add("/data.bin", DATA)
-    part_path(tmp_path / "data.bin", url).write_bytes(DATA)
+    part_path(tmp_path / "data.bin").write_bytes(DATA)
     download_file(url, tmp_path / "data.bin", checksum=SHA256)
     assert (tmp_path / "data.bin").read_bytes() == DATA
     assert [request.range for request in http_server.requests()] == [f"bytes={len(DATA)}-"]
@@ -164,19 +169,80 @@ def test_part_holding_the_whole_file_is_finished_without_a_body(
 
 def test_part_longer_than_the_file_restarts(http_server: LoopbackServer, tmp_path: Path) -> None:
     url = http_server.add("/data.bin", DATA)
-    part_path(tmp_path / "data.bin", url).write_bytes(DATA + b"extra")
+    part_path(tmp_path / "data.bin").write_bytes(DATA + b"extra")
     download_file(url, tmp_path / "data.bin", checksum=SHA256)
     assert (tmp_path / "data.bin").read_bytes() == DATA
 
 
-def test_part_of_another_url_is_not_resumed(http_server: LoopbackServer, tmp_path: Path) -> None:
-    old_part = part_path(tmp_path / "data.bin", http_server.base_url + "/old.bin")
-    old_part.write_bytes(b"from another URL")
+def test_part_of_another_url_is_resumed_only_with_a_checksum(
+    http_server: LoopbackServer, tmp_path: Path
+) -> None:
     url = http_server.add("/data.bin", DATA)
-    download_file(url, tmp_path / "data.bin", checksum=SHA256)
-    assert (tmp_path / "data.bin").read_bytes() == DATA
-    assert not old_part.exists()
-    assert [request.range for request in http_server.requests()] == [None]
+    part = part_path(tmp_path / "data.bin")
+    for checksum, expected_range in ((None, None), (SHA256, "bytes=1000-")):
+        part.write_bytes(DATA[:1000])
+        write_origin(part, PartOrigin(http_server.base_url + "/mirror.bin", Validators('"other"')))
+        download_file(url, tmp_path / "data.bin", checksum=checksum)
+        assert (tmp_path / "data.bin").read_bytes() == DATA
+        assert http_server.requests()[-1].range == expected_range
+        assert list(tmp_path.glob("*.part*")) == []
+
+
+def test_changed_file_restarts_from_byte_0_instead_of_splicing(
+    http_server: LoopbackServer, tmp_path: Path
+) -> None:
+    old, new = BIG, os.urandom(len(BIG))
+    url = http_server.add("/data.bin", old, Fault(cut_after=200_000), Fault(status=404))
+    with pytest.raises(DownloadError, match="HTTP 404"):
+        download_file(url, tmp_path / "data.bin", retry=RetryPolicy(sleep=lambda _: None))
+    assert part_path(tmp_path / "data.bin").stat().st_size == 200_000  # kept, with its ETag beside it
+    old_etag = http_server.requests()[0]
+    http_server.add("/data.bin", new)  # the file changes on the server: a new ETag
+
+    outcome = download_file(url, tmp_path / "data.bin")
+    assert (tmp_path / "data.bin").read_bytes() == new
+    assert not outcome.resumed
+    last = http_server.requests()[-1]
+    assert (last.range, last.if_range is not None) == ("bytes=200000-", True)
+    assert old_etag.if_range is None
+
+
+def test_unchanged_file_resumes_with_if_range(http_server: LoopbackServer, tmp_path: Path) -> None:
+    url = http_server.add("/data.bin", BIG, Fault(cut_after=200_000), Fault(status=404))
+    with pytest.raises(DownloadError, match="HTTP 404"):
+        download_file(url, tmp_path / "data.bin", retry=RetryPolicy(sleep=lambda _: None))
+    outcome = download_file(url, tmp_path / "data.bin")
+    assert (tmp_path / "data.bin").read_bytes() == BIG
+    assert outcome.resumed
+    assert http_server.sent_bytes("/data.bin") == len(BIG)
+    assert http_server.requests()[-1].if_range is not None
+
+
+def test_part_without_validators_is_resumed_only_with_a_checksum(
+    http_server: LoopbackServer, tmp_path: Path
+) -> None:
+    faults = (Fault(cut_after=200_000, no_validators=True), Fault(status=404))
+    url = http_server.add("/data.bin", BIG, *faults)
+    with pytest.raises(DownloadError, match="HTTP 404"):
+        download_file(url, tmp_path / "data.bin", retry=RetryPolicy(sleep=lambda _: None))
+    http_server.add("/data.bin", BIG, Fault(no_validators=True), Fault(no_validators=True))
+    download_file(url, tmp_path / "data.bin")
+    assert http_server.requests()[-1].range is None  # no validator, no checksum: from the start
+
+    part_path(tmp_path / "data.bin").write_bytes(BIG[:5000])
+    (tmp_path / "data.bin").unlink()
+    big_sha256 = Checksum("sha256", hashlib.sha256(BIG).hexdigest())
+    assert download_file(url, tmp_path / "data.bin", checksum=big_sha256).resumed
+    assert http_server.requests()[-1].range == "bytes=5000-"
+
+
+def test_unresolvable_host_fails_at_once(tmp_path: Path, sleeps: list[float]) -> None:
+    url = "http://no-such-host.invalid/data.bin"
+    with pytest.raises(DownloadError) as caught:
+        download_file(url, tmp_path / "data.bin")
+    assert f"cannot download {url}: cannot resolve host no-such-host.invalid" in str(caught.value)
+    assert sleeps == []
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_stalled_transfer_times_out_and_resumes(
@@ -191,14 +257,14 @@ def test_stalled_transfer_times_out_and_resumes(
     assert sleeps == [1.0]
 
 
-@pytest.mark.usefixtures("sleeps")
-def test_connection_refused_is_reported(tmp_path: Path) -> None:
+def test_connection_refused_is_retried_briefly(tmp_path: Path, sleeps: list[float]) -> None:
     with socket.socket() as unused:
         unused.bind(("127.0.0.1", 0))
         url = f"http://127.0.0.1:{unused.getsockname()[1]}/data.bin"
     with pytest.raises(DownloadError) as caught:
         download_file(url, tmp_path / "data.bin")
-    assert f"cannot download {url}: connection refused (gave up after 5 attempts" in str(caught.value)
+    assert f"cannot download {url}: connection refused (gave up after 4 attempts" in str(caught.value)
+    assert sleeps == [0.5, 1.0, 2.0]  # at most 3 retries within 5 s
     assert list(tmp_path.iterdir()) == []
 
 
@@ -214,7 +280,7 @@ def test_file_url_resumes_a_part(tmp_path: Path) -> None:
     source = tmp_path / "mirror" / "data.bin"
     source.parent.mkdir()
     source.write_bytes(DATA)
-    part_path(tmp_path / "data.bin", source.as_uri()).write_bytes(DATA[:5000])
+    part_path(tmp_path / "data.bin").write_bytes(DATA[:5000])
     assert download_file(source.as_uri(), tmp_path / "data.bin", checksum=SHA256).resumed
 
 
@@ -236,7 +302,7 @@ def test_cancel_keeps_the_part_for_resuming(http_server: LoopbackServer, tmp_pat
     with pytest.raises(DownloadCancelledError):
         download_file(url, tmp_path / "data.bin", cancel=cancel, progress=CancelAfterFirstChunk())
     assert not (tmp_path / "data.bin").exists()
-    part = part_path(tmp_path / "data.bin", url)
+    part = part_path(tmp_path / "data.bin")
     assert 0 < part.stat().st_size < len(data)
     assert part.read_bytes() == data[: part.stat().st_size]
 
@@ -252,6 +318,6 @@ def test_cancel_before_any_byte_leaves_no_part(http_server: LoopbackServer, tmp_
 
 def test_no_resume_starts_from_scratch(http_server: LoopbackServer, tmp_path: Path) -> None:
     url = http_server.add("/data.bin", DATA)
-    part_path(tmp_path / "data.bin", url).write_bytes(b"garbage")
+    part_path(tmp_path / "data.bin").write_bytes(b"garbage")
     download_file(url, tmp_path / "data.bin", checksum=SHA256, resume=False)
     assert [request.range for request in http_server.requests()] == [None]

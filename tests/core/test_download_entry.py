@@ -16,7 +16,7 @@ SHA256 = "3A" * 32
 def test_url_string_gets_defaults() -> None:
     [entry] = parse_download_entries(["https://example.org/sets/train%20set.tar.gz?token=1"])
     assert entry == DownloadEntry(
-        "https://example.org/sets/train%20set.tar.gz?token=1", "train_set.tar.gz", None, True
+        ("https://example.org/sets/train%20set.tar.gz?token=1",), "train_set.tar.gz", None, True
     )
 
 
@@ -25,7 +25,7 @@ def test_mapping_gives_checksum_filename_and_extract() -> None:
         [{"url": "file:///mirror/extra.zip", "sha256": SHA256, "filename": "x.zip", "extract": False}]
     )
     assert entry == DownloadEntry(
-        "file:///mirror/extra.zip", "x.zip", Checksum("sha256", SHA256.lower()), False
+        ("file:///mirror/extra.zip",), "x.zip", Checksum("sha256", SHA256.lower()), False
     )
 
 

@@ -60,11 +60,23 @@ def test_archive_is_extracted_once(http_server: LoopbackServer, tmp_path: Path) 
     [first] = fetch_dataset(tmp_path, [url])
     assert first.status == "downloaded"
     assert (tmp_path / "set" / "b.txt").read_bytes() == b"beta"
-    (tmp_path / "set" / "a.txt").write_bytes(b"changed by the user")
+    (tmp_path / "set" / "a.txt").write_bytes(b"ALPHA")  # same size: not looked at without --check
     [second] = fetch_dataset(tmp_path, [url])
     assert second.status == "already complete"
-    assert (tmp_path / "set" / "a.txt").read_bytes() == b"changed by the user"
+    assert (tmp_path / "set" / "a.txt").read_bytes() == b"ALPHA"
     assert len(http_server.requests()) == 1
+
+
+def test_deleted_extracted_file_is_restored_from_the_kept_archive(
+    http_server: LoopbackServer, tmp_path: Path
+) -> None:
+    url = http_server.add("/set.tar.gz", tar_gz({"set/a.txt": b"alpha", "set/b.txt": b"beta"}))
+    fetch_dataset(tmp_path, [url])
+    (tmp_path / "set" / "a.txt").unlink()
+    [result] = fetch_dataset(tmp_path, [url])
+    assert result.status == "restored"
+    assert (tmp_path / "set" / "a.txt").read_bytes() == b"alpha"
+    assert len(http_server.requests()) == 1  # from the archive kept in data_root, without a request
 
 
 def test_interrupted_extraction_is_redone_without_a_request(
@@ -72,10 +84,10 @@ def test_interrupted_extraction_is_redone_without_a_request(
 ) -> None:
     url = http_server.add("/set.tar.gz", tar_gz({"set/a.txt": b"alpha"}))
     fetch_dataset(tmp_path, [url])
-    manifest = tmp_path / ".emloop-ds" / "manifest.json"
-    data = json.loads(manifest.read_text())
-    data["files"]["set.tar.gz"]["extracted"] = False  # as if killed between download and extraction
-    manifest.write_text(json.dumps(data))
+    record = tmp_path / ".emloop-ds" / "files" / "set.tar.gz.json"
+    data = json.loads(record.read_text())
+    data["extracted"] = False  # as if killed between download and extraction
+    record.write_text(json.dumps(data))
     [result] = fetch_dataset(tmp_path, [url])
     assert result.status == "extracted"
     assert len(http_server.requests()) == 1
@@ -149,3 +161,125 @@ def test_dataset_download_raises_the_failure(http_server: LoopbackServer, tmp_pa
     dataset = _Downloadable(f"data_root: {tmp_path}\ndownload_urls: ['{url}']\n")
     with pytest.raises(DownloadError, match="HTTP 404"):
         dataset.download(progress=NoProgress())
+
+
+def test_two_thousand_files_then_a_no_op_rerun(http_server: LoopbackServer, tmp_path: Path) -> None:
+    files = {f"/f{n:04d}.bin": n.to_bytes(2, "big") * 2048 for n in range(2000)}
+    urls = [http_server.add(path, data) for path, data in files.items()]
+    first = fetch_dataset(tmp_path, urls, jobs=8)
+    assert {result.status for result in first} == {"downloaded"}
+    assert len(http_server.requests()) == 2000
+    assert (tmp_path / "f1999.bin").read_bytes() == files["/f1999.bin"]
+    assert len(list((tmp_path / ".emloop-ds" / "files").iterdir())) == 2000  # one record per file
+
+    second = fetch_dataset(tmp_path, urls, jobs=8)
+    assert {result.status for result in second} == {"already complete"}
+    assert len(http_server.requests()) == 2000  # no request at all
+
+
+def test_first_mirror_failing_falls_over_to_the_next(http_server: LoopbackServer, tmp_path: Path) -> None:
+    dead = http_server.add("/dead/data.bin", DATA, Fault(status=404))
+    good = http_server.add("/good/data.bin", DATA)
+    sha256 = hashlib.sha256(DATA).hexdigest()
+    [result] = fetch_dataset(tmp_path, [{"url": [dead, good], "sha256": sha256}])
+    assert result.status == "downloaded"
+    assert result.url == good
+    assert len(result.warnings) == 1
+    assert f"mirror {dead} failed" in result.warnings[0]
+    assert "HTTP 404" in result.warnings[0]
+    # the file is known by its name: reordering the mirrors downloads nothing again
+    [again] = fetch_dataset(tmp_path, [{"url": [good, dead], "sha256": sha256}])
+    assert again.status == "already complete"
+    assert len(http_server.requests()) == 2
+
+
+def test_mirror_with_wrong_bytes_falls_over_to_the_next(http_server: LoopbackServer, tmp_path: Path) -> None:
+    wrong = http_server.add("/wrong/data.bin", b"another version")
+    good = http_server.add("/good/data.bin", DATA)
+    entry = {"url": [wrong, good], "sha256": hashlib.sha256(DATA).hexdigest()}
+    [result] = fetch_dataset(tmp_path, [entry])
+    assert result.status == "downloaded"
+    assert "checksum mismatch" in result.warnings[0]
+    assert (tmp_path / "data.bin").read_bytes() == DATA
+
+
+def test_all_mirrors_failing_names_each(http_server: LoopbackServer, tmp_path: Path) -> None:
+    first = http_server.add("/a/data.bin", DATA, Fault(status=404))
+    second = http_server.add("/b/data.bin", DATA, Fault(status=403))
+    [result] = fetch_dataset(tmp_path, [{"url": [first, second]}])
+    assert result.status == "failed"
+    message = str(result.error)
+    assert "cannot download data.bin from any of its 2 mirrors" in message
+    assert f"{first}: HTTP 404" in message
+    assert f"{second}: HTTP 403" in message
+
+
+def test_unresolvable_mirror_is_left_at_once(http_server: LoopbackServer, tmp_path: Path) -> None:
+    good = http_server.add("/data.bin", DATA)
+    [result] = fetch_dataset(tmp_path, [{"url": ["https://mirror.invalid/data.bin", good]}])
+    assert result.status == "downloaded"
+    assert "cannot resolve host mirror.invalid" in result.warnings[0]
+
+
+def test_first_version_manifest_is_migrated_once(http_server: LoopbackServer, tmp_path: Path) -> None:
+    url = http_server.add("/data.bin", DATA)
+    (tmp_path / "data.bin").write_bytes(DATA)
+    status = (tmp_path / "data.bin").stat()
+    digest = hashlib.sha256(DATA).hexdigest()
+    record = {
+        "url": url,
+        "size_bytes": status.st_size,
+        "mtime_ns": status.st_mtime_ns,
+        "checksum": {"algorithm": "sha256", "digest": digest},
+        "extracted": False,
+    }
+    state = tmp_path / ".emloop-ds"
+    state.mkdir()
+    (state / "manifest.json").write_text(json.dumps({"version": 1, "files": {"data.bin": record}}))
+    [result] = fetch_dataset(tmp_path, [url])
+    assert result.status == "already complete"
+    assert http_server.requests() == []
+    assert not (state / "manifest.json").exists()
+    assert json.loads((state / "files" / "data.bin.json").read_text())["checksum"]["digest"] == digest
+
+
+def test_failed_extraction_leaves_no_staging_folder(http_server: LoopbackServer, tmp_path: Path) -> None:
+    url = http_server.add("/bad.tar.gz", b"not an archive")
+    [result] = fetch_dataset(tmp_path, [url])
+    assert result.status == "failed"
+    assert not (tmp_path / ".emloop-ds" / "staging").exists()
+
+
+def test_url_root_and_download_filenames_make_the_urls(http_server: LoopbackServer, tmp_path: Path) -> None:
+    http_server.add("/sets/a.bin", DATA)
+    http_server.add("/sets/b%20c.bin", DATA[:10])
+    config = (
+        f"data_root: {tmp_path}\n"
+        f"url_root: ['{http_server.base_url}/dead/', '{http_server.base_url}/sets']\n"
+        f"download_filenames: [a.bin, {{filename: b c.bin, sha256: {hashlib.sha256(DATA[:10]).hexdigest()}}}]"
+        "\n"
+    )
+    dataset = _Downloadable(config)
+    assert list(dataset.download_urls)[1]["url"] == [
+        f"{http_server.base_url}/dead/b%20c.bin",
+        f"{http_server.base_url}/sets/b%20c.bin",
+    ]
+    dataset.download(progress=NoProgress())
+    assert (tmp_path / "a.bin").read_bytes() == DATA
+    assert (tmp_path / "b_c.bin").read_bytes() == DATA[:10]
+
+
+@pytest.mark.parametrize(
+    ("config", "phrase"),
+    [
+        ("url_root: http://e.org/\ndownload_urls: [http://e.org/a]\ndownload_filenames: [a]\n", "got both"),
+        ("download_filenames: [a]\n", "got download_filenames but no url_root"),
+        ("url_root: http://e.org/\n", "download_filenames is not a list"),
+        ("url_root: [3]\ndownload_filenames: [a]\n", "is not a URL or a list of URLs"),
+        ("url_root: http://e.org/\ndownload_filenames: [{url: x}]\n", "download_filenames[0] is"),
+    ],
+)
+def test_bad_url_root_forms_are_config_errors(config: str, phrase: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        _Downloadable(config)
+    assert phrase in str(caught.value)

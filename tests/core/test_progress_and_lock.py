@@ -10,7 +10,7 @@ import pytest
 
 from emloop_ds import DownloadCancelledError
 from emloop_ds.core.download.lock import hold_lock
-from emloop_ds.core.download.progress import TqdmProgress
+from emloop_ds.core.download.progress import OVERALL_BAR_ABOVE, LineProgress, TqdmProgress
 
 
 def test_bar_appears_only_after_the_delay() -> None:
@@ -70,3 +70,46 @@ def test_waiting_for_a_lock_can_be_cancelled(tmp_path: Path) -> None:
     assert len(errors) == 1
     with pytest.raises(DownloadCancelledError), hold_lock(lock_path, cancel=cancel):
         raise DownloadCancelledError("body")
+
+
+def test_line_progress_prints_at_most_every_interval() -> None:
+    now = [0.0]
+    stream = io.StringIO()
+    progress = LineProgress(file=stream, interval_s=5.0, clock=lambda: now[0])
+    progress.start_run(4)
+    file = progress.open_file("a.bin")
+    file.advance(1024 * 1024)
+    progress.finish_file("a.bin", "downloaded")
+    assert stream.getvalue() == ""  # a run shorter than the interval prints nothing
+    now[0] = 5.0
+    file.advance(1024 * 1024)
+    now[0] = 6.0
+    progress.finish_file("b.bin", "already complete")  # within 5 s of the last line: silent
+    assert stream.getvalue() == "progress: 1 of 4 files, 2.0 MiB, 409.6 KiB/s, ETA 15s\n"
+    now[0] = 10.0
+    file.note("HTTP 503; retry 1 of 4 in 1 s")
+    progress.finish_file("c.bin", "downloaded")
+    assert stream.getvalue().splitlines()[1:] == [
+        "a.bin: HTTP 503; retry 1 of 4 in 1 s",
+        "progress: 3 of 4 files, 2.0 MiB, 204.8 KiB/s, ETA 3s",
+    ]
+
+
+def test_many_files_get_one_overall_bar() -> None:
+    stream = io.StringIO()
+    progress = TqdmProgress(file=stream, leave=True)  # leave: the bar's last state stays in the output
+    progress.start_run(OVERALL_BAR_ABOVE + 1)
+    for number in range(OVERALL_BAR_ABOVE + 1):
+        progress.finish_file(f"{number}.bin", "already complete")
+    progress.end_run()
+    assert f"{OVERALL_BAR_ABOVE + 1}/{OVERALL_BAR_ABOVE + 1}" in stream.getvalue()
+    assert "files" in stream.getvalue()
+
+
+def test_few_files_get_no_overall_bar() -> None:
+    stream = io.StringIO()
+    progress = TqdmProgress(file=stream)
+    progress.start_run(OVERALL_BAR_ABOVE)
+    progress.finish_file("a.bin", "already complete")
+    progress.end_run()
+    assert stream.getvalue() == ""

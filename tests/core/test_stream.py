@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 import emloop_ds
-from emloop_ds import StreamError, StreamProducerError, StreamWrapper
+from emloop_ds import StreamError, StreamNotEnteredError, StreamProducerError, StreamWrapper
 from emloop_ds.core.types import Batch
 
 WAIT_S = 5.0
@@ -213,14 +213,37 @@ def test_a_stream_function_returning_a_non_iterable_is_a_type_error() -> None:
 
 @pytest.mark.timeout(10)
 @pytest.mark.parametrize("eager", [False, True])
-def test_a_buffered_wrapper_outside_with_is_a_clear_error(eager: bool) -> None:
-    stream = StreamWrapper(CountingStream(3), "train", buffer=2, eager=eager)
-    with pytest.raises(RuntimeError, match="stream `train` has a buffer of 2 batches.*inside `with stream:`"):
+def test_a_buffered_wrapper_read_before_with_is_a_value_error_and_a_stream_error(eager: bool) -> None:
+    source = CountingStream(3)
+    stream = StreamWrapper(source, "train", buffer=2, eager=eager)
+    with pytest.raises(
+        ValueError, match="stream `train` has a buffer of 2 batches.*inside `with stream:`"
+    ) as caught:
         next(stream)
+    assert isinstance(caught.value, StreamError)
+    assert isinstance(caught.value, StreamNotEnteredError)
+    assert source.calls == 0
     with stream:
         assert numbers(list(stream)) == [0, 1, 2]
-    with pytest.raises(RuntimeError, match="inside `with stream:`"):
-        next(stream)
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("eager", [False, True])
+def test_after_a_with_block_the_reader_reads_on_itself_without_a_thread(eager: bool) -> None:
+    source = CountingStream(6)
+    stream = StreamWrapper(source, "train", buffer=2, eager=eager)
+    with stream, stream.allow_buffering:
+        assert numbers([next(stream)]) == [0]
+        assert source.wait_yielded(3)  # the buffer is full: 1 and 2 wait in it
+    rest = []
+    for batch in stream:  # as emloop allows: the buffered batches, then the stream read here
+        assert producer_threads() == []
+        rest.append(batch)
+    assert numbers(rest) == [1, 2, 3, 4, 5]
+    assert source.yielded == 6
+    with stream:  # the epoch ended outside: entering starts nothing of the next epoch
+        assert producer_threads() == []
+        assert read_epochs(stream, 2) == [[0, 1, 2, 3, 4, 5]] * 2
 
 
 @pytest.mark.parametrize(("buffer_size", "eager"), BUFFERED)
@@ -305,7 +328,7 @@ def test_leaving_with_waits_only_for_the_batch_in_progress() -> None:
     with stream:
         assert numbers([next(stream)]) == [0]
         assert in_batch.wait(WAIT_S)
-        stop_event = stream._stop_event
+        stop_event = stream._thread_buffer()._stop_event
         assert stop_event is not None
         finisher = threading.Thread(target=lambda: stop_event.wait(WAIT_S) and finish.set())
         finisher.start()
@@ -313,6 +336,81 @@ def test_leaving_with_waits_only_for_the_batch_in_progress() -> None:
     assert finish.is_set()
     with stream:
         assert numbers(list(stream)) == [1, 2]
+
+
+# --- emloop's contract: one epoch at a time, a gate that closes --------------------------------------
+
+
+def makes_no_more(source: CountingStream) -> bool:
+    """Return whether ``source`` makes nothing more in a while: long enough for a runaway producer."""
+    return not source.wait_yielded(source.yielded + 1, timeout_s=0.1)
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("eager", [False, True])
+@pytest.mark.parametrize("epoch_size", [-1, 4, 2])
+def test_the_producer_stops_at_each_epoch_end_even_with_buffering_allowed(
+    eager: bool, epoch_size: int
+) -> None:
+    source = CountingStream(3)
+    stream = StreamWrapper(source, "train", buffer=8, epoch_size=epoch_size, eager=eager)
+    batches_per_epoch = 3 if epoch_size < 0 else epoch_size
+    with stream, stream.allow_buffering:
+        for epoch in range(1, 5):
+            assert len(list(stream)) == batches_per_epoch
+            assert source.yielded == epoch * batches_per_epoch
+            # the producer stops at the epoch end, though the buffer has room and may fill
+            assert makes_no_more(source)
+            if epoch_size < 0:
+                assert source.calls == epoch  # the next pass, with its side effects, has not begun
+    assert stream.empty()
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize(("buffer_size", "eager"), BUFFERED)
+def test_what_was_produced_is_what_was_read_plus_at_most_the_buffer_of_this_epoch(
+    buffer_size: int, eager: bool
+) -> None:
+    source = CountingStream(5)
+    stream = StreamWrapper(source, "train", buffer_size=buffer_size, epoch_size=7, eager=eager)
+    read = 0
+    with stream:
+        for epoch in range(1, 4):
+            with stream.allow_buffering:
+                for _ in stream:
+                    read += 1
+                    assert read <= source.yielded <= min(read + buffer_size, epoch * 7)
+            assert source.yielded == read == epoch * 7
+
+
+@pytest.mark.timeout(10)
+def test_entering_with_after_an_epoch_end_starts_no_producer() -> None:
+    source = CountingStream(3)
+    stream = StreamWrapper(source, "train", buffer=4, eager=True)
+    with stream:
+        assert numbers(list(stream)) == [0, 1, 2]
+    with stream:
+        assert producer_threads() == []
+        assert source.calls == 1
+        assert numbers([next(stream)]) == [0]  # asking for the next epoch starts it
+        assert source.calls == 2
+
+
+def gil_bound_work() -> int:
+    return sum(n * n for n in range(20_000))
+
+
+@pytest.mark.timeout(20)
+def test_a_gated_producer_makes_nothing_while_the_reader_works_after_its_wait() -> None:
+    source = CountingStream(40)
+    stream = StreamWrapper(source, "train", buffer=4)
+    read = 0
+    with stream:
+        for _ in stream:
+            read += 1
+            gil_bound_work()  # the producer could take the GIL now; the gate must be closed
+            assert source.yielded == read
+    assert read == 40
 
 
 # --- errors ---------------------------------------------------------------------------------------
@@ -452,3 +550,119 @@ def test_an_unnamed_stream_profiles_under_read_batch_none() -> None:
     list(StreamWrapper(CountingStream(2), profile=profile))
     assert list(profile) == ["read_batch_None"]
     assert len(profile["read_batch_None"]) == 2
+
+
+# --- emloop's own checks, as its tests write them ---------------------------------------------------
+
+
+class RecordingDataset:
+    """Record every batch its stream produced, as emloop's SimpleDataset does."""
+
+    def __init__(self, length: int = 12) -> None:
+        self.length = length
+        self.produced: list[Batch] = []
+        self._changed = threading.Condition()
+
+    def train_stream(self) -> Iterator[Batch]:
+        for _ in range(self.length):
+            batch = {"i": [len(self.produced)]}
+            with self._changed:
+                self.produced.append(batch)
+                self._changed.notify_all()
+            yield batch
+
+    def wait_produced(self, count: int) -> bool:
+        with self._changed:
+            return self._changed.wait_for(lambda: len(self.produced) >= count, WAIT_S)
+
+
+def test_emloop_iteration_reads_what_the_dataset_produced() -> None:
+    dataset = RecordingDataset()
+    stream = StreamWrapper(dataset.train_stream)
+    assert list(stream) + list(stream) == dataset.produced
+    dataset = RecordingDataset()
+    buffered = StreamWrapper(dataset.train_stream, buffer_size=4)
+    with pytest.raises(ValueError):  # noqa: PT011 - emloop's test asks exactly this
+        next(buffered)
+    with buffered:
+        epochs = list(buffered)
+    with buffered:
+        epochs += list(buffered)
+    assert epochs == dataset.produced
+
+
+@pytest.mark.parametrize("buffer_size", [0, 4])
+def test_emloop_epoch_size_reads_what_the_dataset_produced(buffer_size: int) -> None:
+    dataset = RecordingDataset(length=50)
+    with StreamWrapper(dataset.train_stream, buffer_size=buffer_size, epoch_size=10) as stream:
+        epoch = list(stream)
+        assert len(epoch) == 10
+        epoch += list(stream)
+    assert epoch == dataset.produced
+
+
+def test_emloop_breaking_over_with_blocks_then_reading_on() -> None:
+    dataset = RecordingDataset()
+    stream = StreamWrapper(dataset.train_stream, buffer_size=4)
+    epoch = []
+    for _ in range(5):
+        with stream:
+            epoch.append(next(stream))
+    epoch += list(stream)
+    assert epoch == dataset.produced
+
+
+def test_emloop_allow_buffering_reads_what_the_dataset_produced() -> None:
+    dataset = RecordingDataset()
+    stream = StreamWrapper(dataset.train_stream, buffer_size=4)
+    with stream:
+        with stream.allow_buffering:
+            assert dataset.wait_produced(4)  # emloop's test sleeps here while the buffer fills
+        epochs = list(stream)
+        with stream.allow_buffering:
+            epochs += list(stream)
+        with stream.allow_buffering, stream.allow_buffering:
+            epochs += list(stream)
+    assert epochs == dataset.produced
+
+
+def test_emloop_simple_iterator_and_empty_stream() -> None:
+    stream = StreamWrapper(lambda: [1, 2])  # type: ignore[list-item,return-value]
+    next(stream)
+    assert next(stream) == 2
+    with pytest.raises(StopIteration):
+        next(stream)
+    assert list(StreamWrapper(list)) == []
+    with StreamWrapper(list, buffer_size=4) as buffered:
+        assert list(buffered) == []
+
+
+def test_emloop_private_methods_keep_their_documented_meaning() -> None:
+    stream = StreamWrapper(CountingStream(3), "train", epoch_size=2)
+    assert stream._epoch_limit_reached() is False
+    assert stream._get_stream() is stream._get_stream()
+    assert numbers([stream._next_batch(), stream._next_batch()]) == [0, 1]  # type: ignore[list-item]
+    assert stream._epoch_limit_reached() is True
+    assert stream._next_batch() is None  # the epoch end resets the count
+    assert stream._epoch_limit_reached() is False
+
+    source = CountingStream(3)
+    buffered = StreamWrapper(source, "train", buffer=8, eager=True)
+    with pytest.raises(ValueError, match="inside `with stream:`"):
+        buffered._dequeue_batch()
+    buffered._enqueue_batches(threading.Event())  # here, not in a thread: one epoch and its end
+    assert source.yielded == 3
+    assert not buffered.empty()
+    with buffered:
+        assert numbers(list(buffered)) == [0, 1, 2]
+        assert buffered._dequeue_batch() == {"i": [0]}
+
+    source = CountingStream(10)
+    buffered = StreamWrapper(source, "train", buffer=3, eager=True)
+    buffered._start_thread()
+    assert source.wait_yielded(3)
+    buffered._stop_thread()  # keeps the queue content and the stream state
+    assert producer_threads() == []
+    assert source.yielded == 3
+    with buffered:
+        assert numbers(list(buffered)) == list(range(10))

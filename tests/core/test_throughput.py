@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import itertools
+import math
+import signal
+import threading
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import pytest
 
 from emloop_ds import ConfigError, StreamError, StreamProducerError
-from emloop_ds.core.throughput import ThroughputReport, find_stream, measure_stream
+from emloop_ds.core import throughput
+from emloop_ds.core.throughput import ThroughputReport, WaitSketch, find_stream, measure_stream
 from emloop_ds.core.types import Batch
 
 
@@ -30,23 +35,142 @@ def test_measure_stream_totals_batches_examples_and_array_bytes() -> None:
     assert (report.epochs, report.epoch_size, report.buffer_size, report.eager) == (2, None, 0, False)
 
 
-def test_measure_stream_rates_come_from_the_clock() -> None:
+def test_measure_stream_rates_and_waits_come_from_the_clock() -> None:
     clock = fake_clock()
     report = measure_stream(lambda: image_batches(4), "train", clock=clock.__next__)
-    # readings: start, one per batch (4), end
-    assert report.seconds == 2.5
-    assert report.first_batch_seconds == 0.5
-    assert report.batches_per_second == 4 / 2.5
-    assert report.examples_per_second == 16 / 2.5
-    assert report.megabytes_per_second == 4 * 160 / 1e6 / 2.5
+    # readings: start, before and after each of 4 batches, before the epoch end, end
+    assert report.seconds == 5.0
+    assert report.first_batch_seconds == 1.0
+    assert report.batches_per_second == 4 / 5.0
+    assert report.examples_per_second == 16 / 5.0
+    assert report.megabytes_per_second == 4 * 160 / 1e6 / 5.0
+    assert report.wait_median_seconds == pytest.approx(0.5, rel=0.01)
+    assert report.wait_p95_seconds == pytest.approx(0.5, rel=0.01)
+    assert report.wait_max_seconds == 0.5
+    assert report.interrupted is False
 
 
-def test_waits_are_the_median_p95_and_max_of_the_profile() -> None:
+def test_waits_are_ordered_median_p95_max() -> None:
     report = measure_stream(lambda: image_batches(20), "train", buffer_size=4)
     assert report.wait_median_seconds is not None
     assert report.wait_p95_seconds is not None
     assert report.wait_max_seconds is not None
     assert 0 <= report.wait_median_seconds <= report.wait_p95_seconds <= report.wait_max_seconds
+
+
+def test_the_stream_is_read_without_the_wrapper_profile(monkeypatch: pytest.MonkeyPatch) -> None:
+    profiles: list[object] = []
+    original = throughput.StreamWrapper
+
+    def recording_wrapper(*args: Any, **kwargs: Any) -> Any:
+        profiles.append(kwargs.get("profile"))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(throughput, "StreamWrapper", recording_wrapper)
+    report = measure_stream(lambda: image_batches(3), "train")
+    assert report.batches == 3
+    assert profiles == [None]
+
+
+# --- the wait sketch: bounded and accurate ----------------------------------------------------------
+
+
+def test_the_wait_sketch_stays_small_over_100k_waits_and_is_within_1_percent() -> None:
+    rng = np.random.default_rng(7)
+    waits = np.concatenate([rng.lognormal(-9, 2, 100_000), np.zeros(50)])  # ~0.1 ms, spread 1e-7..1e-1 s
+    sketch = WaitSketch()
+    sizes = []
+    for n, wait in enumerate(waits.tolist()):
+        sketch.add(wait)
+        if n % 1_000 == 0:
+            sizes.append(sketch.stored_numbers)
+    exact = np.sort(waits)
+    assert sketch.count == len(waits)
+    assert sketch.max_seconds == exact[-1]
+    for fraction in (0.01, 0.5, 0.95, 0.999):
+        nearest_rank = exact[math.ceil(fraction * len(exact)) - 1]
+        assert sketch.quantile(fraction) == pytest.approx(nearest_rank, rel=0.01)
+    # the size follows the spread of the waits, not their number: ~1,000 buckets for 8 decades (only
+    # rare extremes open new ones), plus at most PENDING_LIMIT durations waiting to be bucketed
+    assert max(sizes) < 2 * 1_100 + WaitSketch.PENDING_LIMIT
+    assert max(sizes[len(sizes) // 2 :]) - max(sizes[: len(sizes) // 2]) < 300  # a list: +50,000
+
+
+def test_the_wait_sketch_of_nothing_and_of_zeros() -> None:
+    assert WaitSketch().quantile(0.5) is None
+    assert WaitSketch().max_seconds is None
+    sketch = WaitSketch()
+    for _ in range(3):
+        sketch.add(0.0)
+    sketch.add(2.0)
+    assert sketch.count == 4
+    assert (sketch.quantile(0.5), sketch.max_seconds) == (0.0, 2.0)
+    assert sketch.quantile(1.0) == pytest.approx(2.0, rel=0.01)
+    sketch.add(1.0)  # adding goes on after a quantile was asked for
+    assert sketch.count == 5
+    assert sketch.quantile(0.8) == pytest.approx(1.0, rel=0.01)
+
+
+# --- long runs: Ctrl-C and endless streams ----------------------------------------------------------
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("buffer_size", [0, 3])
+def test_ctrl_c_ends_the_read_with_a_report_of_what_was_read(buffer_size: int) -> None:
+    main_thread = threading.main_thread().ident
+    assert main_thread is not None
+
+    def endless() -> Iterator[Batch]:
+        n = 0
+        while True:
+            if n == 5:
+                signal.pthread_kill(main_thread, signal.SIGINT)
+            yield {"x": [n, n]}
+            n += 1
+
+    report = measure_stream(endless, "train", buffer_size=buffer_size)
+    assert report.interrupted is True
+    assert report.batches >= 5 - buffer_size
+    assert report.examples == 2 * report.batches
+    assert [thread for thread in threading.enumerate() if "producer" in thread.name] == []
+
+
+def endless_batches() -> Iterator[Batch]:
+    return itertools.repeat({"x": [0]})
+
+
+def test_a_long_first_epoch_without_an_epoch_size_gets_one_hint() -> None:
+    read: list[None] = []
+    hints: list[int] = []
+    report = measure_stream(
+        lambda: itertools.islice(endless_batches(), 30),
+        "train",
+        clock=fake_clock(1.0).__next__,
+        on_batch=lambda: read.append(None),
+        on_endless_hint=lambda: hints.append(len(read)),
+        endless_hint_after_s=10.0,
+    )
+    assert report.batches == 30
+    # readings are 1 s apart, two per batch: the 5th batch arrives 10 s after the start
+    assert hints == [5]
+
+
+@pytest.mark.parametrize(("epoch_size", "pass_length", "total"), [(None, 4, 12), (5, 30, 15)])
+def test_no_hint_when_the_first_epoch_ends_in_time_or_is_bounded(
+    epoch_size: int | None, pass_length: int, total: int
+) -> None:
+    hints: list[None] = []
+    report = measure_stream(
+        lambda: itertools.islice(endless_batches(), pass_length),
+        "train",
+        epochs=3,
+        epoch_size=epoch_size,
+        clock=fake_clock(1.0).__next__,
+        on_endless_hint=lambda: hints.append(None),
+        endless_hint_after_s=10.0,
+    )
+    assert report.batches == total
+    assert hints == []
 
 
 def test_an_empty_stream_has_no_rates_of_things_it_never_saw() -> None:
@@ -100,6 +224,15 @@ def test_a_failing_buffered_stream_keeps_the_producer_error() -> None:
 def test_a_batch_that_is_not_a_mapping_is_a_stream_error() -> None:
     with pytest.raises(StreamError, match="stream `train` yielded a list as batch 1, not a mapping"):
         measure_stream(lambda: [[1, 2]], "train")
+
+
+@pytest.mark.parametrize("buffer_size", [0, 2])
+def test_a_batch_of_sources_of_unequal_length_is_a_stream_error(buffer_size: int) -> None:
+    batches = [{"x": [1, 2], "y": [3, 4]}, {"x": np.zeros((3, 2)), "y": [1, 2]}]
+    with pytest.raises(
+        StreamError, match=r"stream `train` batch 2 has sources of unequal length \(`x` 3, `y` 2\)"
+    ):
+        measure_stream(lambda: batches, "train", buffer_size=buffer_size)
 
 
 class TwoStreams:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ __all__ = ["download"]
     type=click.IntRange(min=1),
     default=4,
     show_default=True,
-    help="How many files to download at once.",
+    help="How many files to download (or, with --check, to verify) at once.",
 )
 @click.option(
     "--timeout",
@@ -39,10 +40,21 @@ __all__ = ["download"]
     help="Retry a connection that stays silent this long (a stalled transfer).",
 )
 @click.option("--force", is_flag=True, help="Download every file again, even those already complete.")
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Make no request: verify the size and checksum of every downloaded and extracted file.",
+)
 @json_option
 @verbose_option
 def download(
-    config: Path, overrides: tuple[str, ...], jobs: int, timeout_s: float, force: bool, as_json: bool
+    config: Path,
+    overrides: tuple[str, ...],
+    jobs: int,
+    timeout_s: float,
+    force: bool,
+    check: bool,
+    as_json: bool,
 ) -> None:
     """Download the dataset's files into its data_root: resume, verify checksums, retry, extract archives.
 
@@ -52,7 +64,11 @@ def download(
     from emloop_ds.core.factory import call_method, create_dataset
 
     dataset = create_dataset(load_config(config, overrides))
-    if _has_own_download(dataset):
+    has_own_download = _has_own_download(dataset)  # also rejects a dataset with nothing to download
+    if check:
+        _check_files(dataset, jobs=jobs, as_json=as_json)
+        return
+    if has_own_download:
         call_method(dataset, "download")
         return
     _download_files(dataset, jobs=jobs, timeout_s=timeout_s, force=force, as_json=as_json)
@@ -74,24 +90,25 @@ def _has_own_download(dataset: Any) -> bool:
 
 
 def _download_files(dataset: Any, *, jobs: int, timeout_s: float, force: bool, as_json: bool) -> None:
-    from emloop_ds.core.download.fetch import fetch_dataset
-    from emloop_ds.core.download.progress import TqdmProgress
+    from emloop_ds.core.download import LineProgress, TqdmProgress, fetch_dataset
     from emloop_ds.core.errors import DownloadError
 
     # Rendering needs rich, ~25 ms to import: import it while the downloads wait on the network.
     preload = threading.Thread(target=_import_rich, name="emloop-ds-preload", daemon=True)
     preload.start()
+    progress = TqdmProgress() if sys.stderr.isatty() else LineProgress()
     results = fetch_dataset(
         dataset.data_root,
         dataset.download_urls,
         jobs=jobs,
         timeout_s=timeout_s,
         force=force,
-        progress=TqdmProgress(),
+        progress=progress,
     )
     preload.join()
     from emloop_ds.cli import render
 
+    render.report_download_warnings(results)
     if as_json:
         render.print_json(render.download_results_json(results))
     else:
@@ -103,6 +120,30 @@ def _download_files(dataset: Any, *, jobs: int, timeout_s: float, force: bool, a
         raise DownloadError(
             f"{failed} of {len(results)} files failed; fix the causes above and run the command again "
             "(complete files are kept, partial ones resumed)"
+        )
+
+
+def _check_files(dataset: Any, *, jobs: int, as_json: bool) -> None:
+    from emloop_ds.cli import render
+    from emloop_ds.core.dataset import DownloadableDataset
+    from emloop_ds.core.download import check_dataset
+    from emloop_ds.core.errors import ConfigError, DownloadError
+
+    if not isinstance(dataset, DownloadableDataset):
+        raise ConfigError(
+            f"cannot check {type(dataset).__name__}: --check needs a DownloadableDataset, whose data_root "
+            "and download_urls say what to verify"
+        )
+    results = check_dataset(dataset.data_root, dataset.download_urls, jobs=jobs)
+    if as_json:
+        render.print_json(render.check_results_json(results))
+    else:
+        render.render_check_results(results)
+    damaged = sum(not result.is_intact for result in results)
+    if damaged:
+        raise DownloadError(
+            f"{damaged} of {len(results)} files are missing, corrupt or incomplete; run "
+            "`emloop dataset download` with this config to fetch or restore them"
         )
 
 

@@ -6,112 +6,227 @@ import json
 import math
 import sys
 import traceback
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from emloop_ds.core.schema import DatasetInfo
+from emloop_ds.cli.console import SPARK_BLOCKS, stdout_console
+from emloop_ds.core.schema import DatasetInfo, SourceInfo, StreamInfo
 
 if TYPE_CHECKING:  # each command imports only its own core modules
+    from emloop_ds.core.download.check import CheckResult
     from emloop_ds.core.download.fetch import FileResult
+    from emloop_ds.core.stats import SourceStats
     from emloop_ds.core.throughput import ThroughputReport
 
 __all__ = [
+    "MAX_TABLE_ROWS",
+    "check_results_json",
     "dataset_info_json",
     "download_results_json",
     "print_json",
+    "render_check_results",
     "render_dataset_info",
     "render_download_results",
     "render_throughput",
     "report_download_failures",
+    "report_download_warnings",
+    "sparkline",
     "throughput_json",
-    "warn_ragged",
+    "warn_of_findings",
 ]
 
 
 def print_json(data: Any) -> None:
-    """Print ``data`` as one JSON document on stdout."""
-    click.echo(json.dumps(data, indent=2))
+    """Print ``data`` as one JSON document on stdout; NaN or infinity in ``data`` is a bug, not output."""
+    click.echo(json.dumps(data, indent=2, allow_nan=False))
 
 
 def _json_number(value: float | int | bool | None) -> float | int | bool | None:
-    # JSON has no NaN or infinity; an unrepresentable bound is reported as absent.
+    # JSON has no NaN or infinity; an unrepresentable figure is reported as absent.
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
 
 
 def dataset_info_json(info: DatasetInfo) -> dict[str, Any]:
-    """Return the JSON form of ``emloop dataset info``."""
+    """Return the JSON form of ``emloop dataset info``; ``stats`` appears where it was computed."""
     return {
         "dataset": info.dataset,
         "streams": [
             {
                 "name": stream.name,
                 "error": stream.error,
-                "sources": [
-                    {
-                        "name": source.name,
-                        "dtype": source.dtype,
-                        "shape": list(source.shape),
-                        "min": _json_number(source.min),
-                        "max": _json_number(source.max),
-                        "ragged": source.ragged,
-                    }
-                    for source in stream.sources
-                ],
+                "sources": [_source_json(source) for source in stream.sources],
             }
             for stream in info.streams
         ],
     }
 
 
-def warn_ragged(info: DatasetInfo) -> None:
-    """Warn on stderr about every ragged source and broken stream."""
+def _source_json(source: SourceInfo) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "name": source.name,
+        "dtype": source.dtype,
+        "shape": None if source.shape is None else list(source.shape),
+        "min": _json_number(source.min),
+        "max": _json_number(source.max),
+        "nan": source.nan,
+        "posinf": source.posinf,
+        "neginf": source.neginf,
+        "ragged": source.ragged,
+    }
+    if source.stats is not None:
+        data["stats"] = _stats_json(source.stats)
+    return data
+
+
+def _stats_json(stats: SourceStats) -> dict[str, Any]:
+    histogram = stats.histogram
+    data: dict[str, Any] = {
+        "mean": _json_number(stats.mean),
+        "std": _json_number(stats.std),
+        "histogram": None
+        if histogram is None
+        else {"edges": [_json_number(edge) for edge in histogram.edges], "counts": list(histogram.counts)},
+    }
+    if stats.values is not None:
+        data["values"] = {_value_key(value): count for value, count in stats.values.items()}
+    return data
+
+
+def _value_key(value: int | bool | str) -> str:
+    """Spell a counted value as a JSON key: booleans as JSON spells them."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def warn_of_findings(info: DatasetInfo) -> None:
+    """Warn on stderr about every broken stream, ragged source and source holding NaN or infinities."""
     for stream in info.streams:
         if stream.error is not None:
             click.echo(f"warning: stream `{stream.name}` is broken: {stream.error}", err=True)
         for source in stream.sources:
+            where = f"source `{source.name}` of stream `{stream.name}`"
             if source.ragged:
                 click.echo(
-                    f"warning: source `{source.name}` of stream `{stream.name}` is ragged "
-                    "(its examples differ in length or shape)",
+                    f"warning: {where} is ragged (its examples differ in length or shape)",
                     err=True,
                 )
+            if source.non_finite:
+                click.echo(f"warning: {where} holds {_non_finite(source)}", err=True)
+            if source.stats is not None and source.stats.histogram is not None:
+                binned = sum(source.stats.histogram.counts)
+                if binned != source.stats.count:
+                    click.echo(
+                        f"warning: the histogram of {where} holds {binned:,} of the {source.stats.count:,} "
+                        "values of the first pass: the stream yielded other data when called again "
+                        "(shuffled?); inspect whole epochs with --batches for a histogram of the same data",
+                        err=True,
+                    )
+
+
+def _non_finite(source: SourceInfo) -> str:
+    counts = (("NaN", source.nan), ("+inf", source.posinf), ("-inf", source.neginf))
+    return ", ".join(f"{count:,} {label}" for label, count in counts if count)
 
 
 def render_dataset_info(info: DatasetInfo) -> None:
-    """Print a table per stream on stdout."""
-    console = Console(file=sys.stdout)
+    """Print a table per stream on stdout, and one of statistics where they were computed."""
+    console = stdout_console()
     if not info.streams:
         console.print(escape(f"{info.dataset} has no streams (no public <name>_stream methods)"))
     for stream in info.streams:
+        if stream.sources:  # of a broken stream: what the batches before the failure showed
+            console.print(_sources_table(stream))
+        if any(source.stats is not None for source in stream.sources):
+            console.print(_stats_table(stream))
         if stream.error is not None:
             console.print(
                 f"[bold]{escape(stream.name)}[/bold] stream: [red]broken[/red]: {escape(stream.error)}"
             )
+
+
+def _sources_table(stream: StreamInfo) -> Table:
+    table = Table(title=escape(f"{stream.name} stream"), title_justify="left")
+    for column in ("source", "dtype", "shape", "range", "NaN/inf", "ragged"):
+        table.add_column(column)
+    for source in stream.sources:
+        table.add_row(
+            Text(source.name),
+            Text(source.dtype),
+            Text("unknown" if source.shape is None else str(list(source.shape))),
+            Text(_ABSENT if source.min is None else f"{source.min} – {source.max}"),
+            Text(_non_finite(source), style="red") if source.non_finite else Text("none"),
+            Text("yes", style="yellow") if source.ragged else Text("no"),
+        )
+    return table
+
+
+def _stats_table(stream: StreamInfo) -> Table:
+    table = Table(title=escape(f"{stream.name} stream: statistics"), title_justify="left")
+    for column in ("source", "mean", "std", "histogram", "values"):
+        table.add_column(column, no_wrap=column == "histogram")  # a sparkline is one line
+    for source in stream.sources:
+        stats = source.stats
+        if stats is None:
             continue
-        table = Table(title=escape(f"{stream.name} stream"), title_justify="left")
-        for column in ("source", "dtype", "shape", "range", "ragged"):
-            table.add_column(column)
-        for source in stream.sources:
-            value_range = "" if source.min is None else f"{source.min} – {source.max}"
-            table.add_row(
-                escape(source.name),
-                escape(source.dtype),
-                str(list(source.shape)),
-                value_range,
-                "[yellow]yes[/yellow]" if source.ragged else "no",
-            )
-        console.print(table)
+        histogram = stats.histogram
+        table.add_row(
+            Text(source.name),
+            Text(_table_number(stats.mean)),
+            Text(_table_number(stats.std)),
+            Text(
+                _ABSENT
+                if histogram is None
+                else f"{histogram.edges[0]:.4g} {sparkline(histogram.counts)} {histogram.edges[-1]:.4g}"
+            ),
+            Text(
+                _ABSENT
+                if stats.values is None
+                else ", ".join(f"{_value_key(value)}: {count:,}" for value, count in stats.values.items())
+            ),
+        )
+    return table
 
 
-_STATUS_STYLES = {"failed": "red", "already complete": "dim", "resumed": "yellow"}
+_ABSENT = "–"
+"""A table cell whose figure does not apply or is unknown: ``null`` (or no key) in the JSON form."""
+
+
+def _table_number(value: float | None) -> str:
+    json_value = _json_number(value)  # the table shows what the JSON says
+    return _ABSENT if json_value is None else f"{json_value:.6g}"
+
+
+def sparkline(counts: Sequence[int]) -> str:
+    """Draw counts as one line of blocks: an empty bin as a space, the largest as a full block."""
+    largest = max(counts, default=0)
+    if largest == 0:
+        return " " * len(counts)
+    top = len(SPARK_BLOCKS) - 1
+    return "".join(SPARK_BLOCKS[math.ceil(count * top / largest)] for count in counts)
+
+
+MAX_TABLE_ROWS = 20
+"""The most files a download or check table lists; --json lists every file."""
+
+_STATUS_STYLES = {
+    "failed": "red",
+    "missing": "red",
+    "corrupt": "red",
+    "incomplete": "yellow",
+    "already complete": "dim",
+    "intact": "dim",
+    "resumed": "yellow",
+    "restored": "yellow",
+}
 
 
 def download_results_json(results: Sequence[FileResult]) -> list[dict[str, Any]]:
@@ -130,19 +245,21 @@ def download_results_json(results: Sequence[FileResult]) -> list[dict[str, Any]]
                 "digest": result.checksum.digest,
             },
             "error": None if result.error is None else str(result.error),
+            "warnings": list(result.warnings),
         }
         for result in results
     ]
 
 
 def render_download_results(results: Sequence[FileResult]) -> None:
-    """Print a table of the files with their size, time and status on stdout."""
+    """Print a table of at most ``MAX_TABLE_ROWS`` files (failures first) and a summary line on stdout."""
+    shown = sorted(results, key=lambda result: result.error is None)[:MAX_TABLE_ROWS]
     table = Table()
     table.add_column("file")
     table.add_column("size", justify="right")
     table.add_column("time", justify="right")
     table.add_column("status")
-    for result in results:
+    for result in shown:
         size = "" if result.size_bytes is None else _format_bytes(result.size_bytes)
         style = _STATUS_STYLES.get(result.status, "green")
         # Text cells are neither parsed as markup nor searched for emoji codes: ~30% of the printing time.
@@ -152,7 +269,23 @@ def render_download_results(results: Sequence[FileResult]) -> None:
             Text(f"{result.elapsed_s:.1f} s"),
             Text.assemble((result.status, style)),
         )
-    Console(file=sys.stdout, emoji=False).print(table)
+    console = stdout_console(emoji=False, highlight=False)
+    if shown:
+        console.print(table)
+    total_bytes = sum(result.size_bytes or 0 for result in results)
+    summary = (
+        f"{len(results):,} files, {_format_bytes(total_bytes)}: {_count_statuses(r.status for r in results)}"
+    )
+    if len(shown) < len(results):
+        summary += f" ({len(results) - len(shown):,} not listed; --json lists every file)"
+    console.print(Text(summary), soft_wrap=True)
+
+
+def report_download_warnings(results: Sequence[FileResult]) -> None:
+    """Print one ``warning:`` line on stderr per mirror that failed before another one succeeded."""
+    for result in results:
+        for warning in result.warnings:
+            click.echo(f"warning: {warning}", err=True)
 
 
 def report_download_failures(results: Sequence[FileResult], verbose: bool) -> None:
@@ -162,6 +295,45 @@ def report_download_failures(results: Sequence[FileResult], verbose: bool) -> No
             if verbose:
                 traceback.print_exception(result.error, file=sys.stderr)
             click.echo(f"error: {result.error}", err=True)
+
+
+def check_results_json(results: Sequence[CheckResult]) -> list[dict[str, Any]]:
+    """Return the JSON form of ``emloop dataset download --check``: one object per file."""
+    return [
+        {
+            "filename": result.filename,
+            "status": result.status,
+            "size_bytes": result.size_bytes,
+            "problems": list(result.problems),
+        }
+        for result in results
+    ]
+
+
+def render_check_results(results: Sequence[CheckResult]) -> None:
+    """Print the files with problems (at most ``MAX_TABLE_ROWS``) and a summary line on stdout."""
+    damaged = [result for result in results if not result.is_intact]
+    console = stdout_console(emoji=False, highlight=False)
+    if damaged:
+        table = Table()
+        table.add_column("file")
+        table.add_column("status")
+        table.add_column("problem")
+        for result in damaged[:MAX_TABLE_ROWS]:
+            style = _STATUS_STYLES.get(result.status, "red")
+            table.add_row(
+                Text(result.filename), Text.assemble((result.status, style)), Text("; ".join(result.problems))
+            )
+        console.print(table)
+    summary = f"{len(results):,} files checked: {_count_statuses(result.status for result in results)}"
+    if len(damaged) > MAX_TABLE_ROWS:
+        summary += f" ({len(damaged) - MAX_TABLE_ROWS:,} not listed; --json lists every file)"
+    console.print(Text(summary), soft_wrap=True)
+
+
+def _count_statuses(statuses: Iterable[str]) -> str:
+    counts = Counter(statuses)
+    return ", ".join(f"{count:,} {status}" for status, count in counts.most_common()) or "none"
 
 
 def _format_bytes(n_bytes: int) -> str:
@@ -183,6 +355,8 @@ def throughput_json(report: ThroughputReport) -> dict[str, Any]:
         "epoch_size": report.epoch_size,
         "buffer_size": report.buffer_size,
         "eager": report.eager,
+        "workers": report.workers,
+        "ordered": report.ordered,
         "batches": report.batches,
         "examples": report.examples,
         "bytes": report.nbytes,
@@ -194,6 +368,7 @@ def throughput_json(report: ThroughputReport) -> dict[str, Any]:
         "wait_median_seconds": report.wait_median_seconds,
         "wait_p95_seconds": report.wait_p95_seconds,
         "wait_max_seconds": report.wait_max_seconds,
+        "interrupted": report.interrupted,
     }
 
 
@@ -204,13 +379,18 @@ def render_throughput(report: ThroughputReport) -> None:
     )
     mode = "eager" if report.eager else "gated"
     buffering = f"{report.buffer_size:,} batches ({mode})" if report.buffer_size else "none"
-    table = Table(title=escape(f"{report.stream} stream"), title_justify="left")
+    if report.workers:
+        buffering = f"{report.buffer_size:,} batches in flight per worker"
+    workers = f"{report.workers:,} ({'ordered' if report.ordered else 'as ready'})" if report.workers else "0"
+    title = f"{report.stream} stream" + (" (interrupted by Ctrl-C)" if report.interrupted else "")
+    table = Table(title=escape(title), title_justify="left")
     table.add_column("measure")
     table.add_column("value", justify="right")
     megabytes = None if report.nbytes is None else report.nbytes / 1e6
     for measure, value in (
         ("epochs", epochs),
         ("buffer", buffering),
+        ("workers", workers),
         ("batches", f"{report.batches:,}"),
         ("examples", f"{report.examples:,}"),
         ("data", _figure(megabytes, "MB")),
@@ -224,7 +404,7 @@ def render_throughput(report: ThroughputReport) -> None:
         ("wait per batch, max", _milliseconds(report.wait_max_seconds)),
     ):
         table.add_row(measure, value)
-    console = Console(file=sys.stdout)
+    console = stdout_console()
     console.print(table)
     if report.batches_per_second:
         console.print(
@@ -240,4 +420,7 @@ def _figure(value: float | None, unit: str = "", digits: int = 1) -> str:
 
 
 def _milliseconds(seconds: float | None) -> str:
-    return "–" if seconds is None else f"{seconds * 1e3:,.3f} ms"
+    if seconds is None:
+        return "–"
+    # Waits on a fast stream are fractions of a microsecond: keep three significant digits for them.
+    return f"{seconds * 1e3:.3g} ms" if 0 < seconds < 1e-3 else f"{seconds * 1e3:,.3f} ms"

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import functools
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from emloop_ds.core.errors import ConfigError
+from emloop_ds.core.errors import ConfigError, DatasetError, EmloopDsError, describe_exception
 
 if TYPE_CHECKING:
     from emloop_ds.core.download.progress import Progress
@@ -41,13 +42,13 @@ class BaseDataset(AbstractDataset):
         Raises:
             ConfigError: if the string is not YAML holding a mapping.
         """
-        from emloop_ds.core.config import decode_yaml
+        from emloop_ds.core.config import decode_yaml, describe_type
 
         super().__init__(config_str)
         config = decode_yaml(config_str, source=f"{type(self).__name__} config") or {}
         if not isinstance(config, dict):
             raise ConfigError(
-                f"{type(self).__name__} config is a {type(config).__name__}, not a mapping; "
+                f"{type(self).__name__} config is {describe_type(config)}, not a mapping; "
                 "pass a YAML mapping of the dataset's arguments"
             )
         output_dir = config.pop("output_dir", None)
@@ -71,7 +72,8 @@ class BaseDataset(AbstractDataset):
     def stream_info(self, batches: int = 1) -> None:
         """Check and report source names, dtypes and shapes of all the streams available.
 
-        The report goes to the ``emloop_ds`` logger; ragged sources and broken streams are warnings.
+        The report goes to the ``emloop_ds`` logger; broken streams (including sources of unequal length),
+        ragged sources and sources holding NaN or infinities are warnings.
         ``emloop_ds.inspect_dataset`` returns the same findings as data.
         """
         import logging
@@ -88,29 +90,72 @@ class BaseDataset(AbstractDataset):
             logger.info("stream `%s`:", stream.name)
             for source in stream.sources:
                 value_range = "" if source.min is None else f"  range {source.min} - {source.max}"
-                logger.info("  %s: %s %s%s", source.name, source.dtype, list(source.shape), value_range)
+                shape = "unknown" if source.shape is None else list(source.shape)
+                logger.info("  %s: %s %s%s", source.name, source.dtype, shape, value_range)
                 if source.ragged:
                     logger.warning("stream `%s` source `%s` appears to be ragged", stream.name, source.name)
+                if source.non_finite:
+                    logger.warning(
+                        "stream `%s` source `%s` holds %d NaN, %d +inf, %d -inf",
+                        *(stream.name, source.name, source.nan, source.posinf, source.neginf),
+                    )
 
 
 class DownloadableDataset(BaseDataset):
     """Base class for datasets whose files are downloaded into ``data_root`` from ``download_urls``.
 
-    Both usually come from the config; a subclass may instead implement them as properties.
+    The typical use-case is that ``data_root``, ``url_root`` and ``download_filenames`` come from the
+    config: ``url_root`` (a base URL, or a list of mirror roots) joined with each of
+    ``download_filenames`` makes the ``download_urls``. The config may instead give ``download_urls``
+    itself, or a subclass may implement ``data_root`` and ``download_urls`` as properties. An exception
+    raised by such a property is reported as a ``DatasetError`` naming it (NOTE [download properties]).
     """
 
     _data_root: str | None = None
     _download_urls: Iterable[str | Mapping[str, Any]] | None = None
+    _received_download_keys = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Wrap a ``data_root`` or ``download_urls`` property of the subclass: NOTE [download properties]."""
+        super().__init_subclass__(**kwargs)
+        for name in _DOWNLOAD_KEYS:
+            attribute = cls.__dict__.get(name)
+            getter = attribute.fget if isinstance(attribute, property) else None
+            if isinstance(attribute, property) and getter is not None:
+                setattr(cls, name, _reporting_property(name, attribute, getter))
 
     def _configure_dataset(  # type: ignore[override]
         self,
         data_root: str | None = None,
         download_urls: Iterable[str | Mapping[str, Any]] | None = None,
+        url_root: str | list[str] | None = None,
+        download_filenames: list[str | Mapping[str, Any]] | None = None,
         **kwargs: Any,
     ) -> None:
-        """Save ``data_root`` and ``download_urls`` as the default implementation of their properties."""
+        """Save the passed values and use them as the default implementation of the properties.
+
+        Raises:
+            ConfigError: if both ``download_urls`` and ``url_root`` are given, or ``download_filenames``
+                without ``url_root``, or either is malformed.
+        """
         self._data_root = data_root
         self._download_urls = download_urls
+        self._received_download_keys = True
+        if url_root is None and download_filenames is None:
+            return
+        if download_urls is not None:
+            raise ConfigError(
+                f"{type(self).__name__} got both download_urls and url_root/download_filenames; "
+                "keep one of the two forms in the dataset section of the config"
+            )
+        if url_root is None:
+            raise ConfigError(
+                f"{type(self).__name__} got download_filenames but no url_root; add `url_root: <base URL>` "
+                "(or a list of mirror roots) to the dataset section of the config"
+            )
+        from emloop_ds.core.download.url_root import entries_from_url_root
+
+        self._download_urls = entries_from_url_root(url_root, download_filenames)
 
     @property
     def data_root(self) -> str:
@@ -118,12 +163,10 @@ class DownloadableDataset(BaseDataset):
 
         Raises:
             ConfigError: if the config gave no ``data_root``.
+            DatasetError: if the config gave one but ``_configure_dataset`` did not pass it on.
         """
         if self._data_root is None:
-            raise ConfigError(
-                f"{type(self).__name__} has no data_root; add `data_root: <folder>` to the dataset section "
-                "of the config or override the data_root property"
-            )
+            raise self._missing_key_error("data_root", "`data_root: <folder>`")
         return self._data_root
 
     @property
@@ -132,13 +175,39 @@ class DownloadableDataset(BaseDataset):
 
         Raises:
             ConfigError: if the config gave no ``download_urls``.
+            DatasetError: if the config gave them but ``_configure_dataset`` did not pass them on.
         """
         if self._download_urls is None:
-            raise ConfigError(
-                f"{type(self).__name__} has no download_urls; add `download_urls:` with a list of URLs to "
-                "the dataset section of the config or override the download_urls property"
-            )
+            raise self._missing_key_error("download_urls", "`download_urls:` with a list of URLs")
         return self._download_urls
+
+    def _missing_key_error(self, key: str, example: str) -> EmloopDsError:
+        """Explain why ``key`` is missing: absent from the config, or lost by ``_configure_dataset``."""
+        name = type(self).__name__
+        if self._config_value(key) is None:
+            return ConfigError(
+                f"{name} has no {key}; add {example} to the dataset section of the config "
+                f"or override the {key} property"
+            )
+        how = (
+            "called super()._configure_dataset() without it"
+            if self._received_download_keys
+            else "did not call super()._configure_dataset()"
+        )
+        return DatasetError(
+            f"{name}._configure_dataset received {key} from the config but {how}, so it was lost; "
+            "pass both on: super()._configure_dataset(data_root=data_root, download_urls=download_urls), "
+            f"or override the {key} property"
+        )
+
+    def _config_value(self, key: str) -> Any:
+        from emloop_ds.core.config import decode_yaml
+
+        try:
+            config = decode_yaml(getattr(self, "_config_str", "") or "")
+        except ConfigError:
+            return None
+        return config.get(key) if isinstance(config, dict) else None
 
     def download(
         self,
@@ -167,8 +236,7 @@ class DownloadableDataset(BaseDataset):
         """
         import logging
 
-        from emloop_ds.core.download.fetch import fetch_dataset, raise_failures
-        from emloop_ds.core.download.progress import TqdmProgress
+        from emloop_ds.core.download import TqdmProgress, fetch_dataset, raise_failures
 
         results = fetch_dataset(
             self.data_root,
@@ -180,6 +248,35 @@ class DownloadableDataset(BaseDataset):
         )
         logger = logging.getLogger("emloop_ds")
         for result in results:
+            for warning in result.warnings:
+                logger.warning("%s", warning)
             if result.error is None:
                 logger.info("%s: %s (%s)", result.filename, result.status, result.checksum)
         raise_failures(results)
+
+
+_DOWNLOAD_KEYS = ("data_root", "download_urls")
+
+# NOTE [download properties]: a subclass may compute data_root or download_urls in a property, which may
+# fail (a missing environment variable, an unreadable index file). Both are read by `download()` and by the
+# `emloop dataset download` command; a bare KeyError from there would be a traceback, as if emloop-ds had a
+# bug. So DownloadableDataset.__init_subclass__ wraps such a property: its exceptions other than our own
+# become a DatasetError that names the property, with the original as its cause (shown by --verbose).
+
+
+def _reporting_property(name: str, original: property, getter: Callable[[Any], Any]) -> property:
+    """Return ``original`` with the exceptions of its ``getter`` reported as a ``DatasetError`` naming it."""
+
+    @functools.wraps(getter)
+    def get(self: DownloadableDataset) -> Any:
+        try:
+            return getter(self)
+        except EmloopDsError:
+            raise
+        except Exception as exc:
+            raise DatasetError(
+                f"{type(self).__name__}.{name} failed: {describe_exception(exc)}; fix the {name} property "
+                "(--verbose shows the traceback)"
+            ) from exc
+
+    return property(get, original.fset, original.fdel, original.__doc__)

@@ -6,7 +6,8 @@
     ├── ConfigError               exit code 2: config file, YAML, overrides, class path, missing keys
     ├── DatasetError              the dataset's own code failed (import, constructor, method)
     ├── StreamError               a stream could not be read
-    │   └── StreamProducerError   a buffered stream's producer thread failed; also a ChildProcessError
+    │   ├── StreamProducerError   a buffered stream's producer thread failed; also a ChildProcessError
+    │   └── StreamNotEnteredError a buffered stream was read outside `with`; also a ValueError
     └── DownloadError             a URL could not be fetched
         ├── ChecksumError         the fetched bytes do not match the configured hash
         ├── ExtractionError       an archive is broken or unsafe to extract
@@ -27,6 +28,7 @@ __all__ = [
     "EmloopDsError",
     "ExtractionError",
     "StreamError",
+    "StreamNotEnteredError",
     "StreamProducerError",
     "describe_exception",
 ]
@@ -57,6 +59,13 @@ class StreamProducerError(StreamError, ChildProcessError):
 
     It is a ``ChildProcessError`` as the emloop documentation of ``StreamWrapper`` promises, and one of our
     errors so that the command line reports it as one line.
+    """
+
+
+class StreamNotEnteredError(StreamError, ValueError):
+    """Report that a buffered stream was read outside ``with``, which runs and stops its producer thread.
+
+    It is a ``ValueError`` as emloop raises there, and one of our errors so that it reads as one line.
     """
 
 

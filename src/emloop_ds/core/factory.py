@@ -5,13 +5,15 @@ from __future__ import annotations
 import importlib
 import inspect
 import sys
+import types
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from emloop_ds.core.config import DatasetConfig
 from emloop_ds.core.errors import ConfigError, DatasetError, EmloopDsError, describe_exception
 
-__all__ = ["call_method", "create_dataset", "import_dataset_class", "public_methods"]
+__all__ = ["call_method", "create_dataset", "find_method", "import_dataset_class", "public_methods"]
 
 
 def create_dataset(config: DatasetConfig, output_dir: str | None = None) -> Any:
@@ -22,7 +24,7 @@ def create_dataset(config: DatasetConfig, output_dir: str | None = None) -> Any:
         DatasetError: if importing the module or constructing the dataset fails.
     """
     search_dirs = [Path.cwd()] if config.path is None else [config.path.parent, Path.cwd()]
-    dataset_class = import_dataset_class(config.class_path, search_dirs)
+    dataset_class = import_dataset_class(config.class_path, search_dirs, where=config.origin("class"))
     try:
         return dataset_class(config.to_config_str(output_dir))
     except EmloopDsError:
@@ -34,8 +36,10 @@ def create_dataset(config: DatasetConfig, output_dir: str | None = None) -> Any:
         ) from exc
 
 
-def import_dataset_class(class_path: str, search_dirs: list[Path]) -> type:
+def import_dataset_class(class_path: str, search_dirs: list[Path], where: str = "the config") -> type:
     """Import ``module.Class``, with ``search_dirs`` importable ahead of installed packages.
+
+    ``where`` names the place that set ``dataset.class`` (the config, or an override) in messages.
 
     Raises:
         ConfigError: if the module or the class does not exist.
@@ -53,7 +57,7 @@ def import_dataset_class(class_path: str, search_dirs: list[Path]) -> type:
         if exc.name is not None and (module_name == exc.name or module_name.startswith(exc.name + ".")):
             folders = ", ".join(str(folder) for folder in search_dirs)
             raise ConfigError(
-                f"cannot find module `{module_name}` for dataset.class {class_path}; "
+                f"cannot find module `{module_name}` for dataset.class {class_path} in {where}; "
                 f"check the name, or put {module_name.replace('.', '/')}.py in one of: {folders}"
             ) from exc
         raise DatasetError(f"importing module `{module_name}` failed: {describe_exception(exc)}") from exc
@@ -66,39 +70,78 @@ def import_dataset_class(class_path: str, search_dirs: list[Path]) -> type:
     if not isinstance(dataset_class, type):
         raise ConfigError(
             f"module `{module_name}` ({getattr(module, '__file__', '?')}) has no class `{class_name}`; "
-            "check dataset.class in the config"
+            f"check dataset.class in {where}"
         )
     return dataset_class
 
 
 def public_methods(dataset: Any) -> list[str]:
-    """List the public methods of ``dataset`` that can be called without arguments."""
+    """List the public methods of ``dataset`` that can be called without arguments.
+
+    Methods, static and class methods, and callable attributes set on the instance count; properties and
+    other descriptors are not run just to list the methods.
+    """
+    instance_attributes = getattr(dataset, "__dict__", {})
     names = []
-    for name, member in inspect.getmembers_static(type(dataset)):
-        if not name.startswith("_") and inspect.isfunction(member) and _takes_no_arguments(member):
+    for name in sorted(dir(dataset)):
+        if name.startswith("_"):
+            continue
+        static = inspect.getattr_static(dataset, name, None)
+        if name not in instance_attributes and not isinstance(static, _METHOD_KINDS):
+            continue
+        member = getattr(dataset, name, None)
+        if callable(member) and not inspect.isclass(member) and _takes_no_arguments(member):
             names.append(name)
     return names
 
 
+def find_method(dataset: Any, name: str) -> Callable[..., Any] | None:
+    """Return ``dataset.name`` if it is public and callable (emloop calls ``getattr(dataset, name)()``).
+
+    Raises:
+        DatasetError: if reading the attribute fails (a property that raises).
+    """
+    if name.startswith("_"):
+        return None
+    try:
+        member = getattr(dataset, name, None)
+    except EmloopDsError:
+        raise
+    except Exception as exc:
+        raise DatasetError(
+            f"reading {type(dataset).__name__}.{name} failed: {describe_exception(exc)} "
+            "(--verbose shows the traceback)"
+        ) from exc
+    return member if callable(member) else None
+
+
 def call_method(dataset: Any, name: str) -> Any:
     """Call the public method ``name`` of ``dataset`` with no arguments and return its result.
+
+    Any public callable counts (see ``find_method``), as in emloop.
 
     Raises:
         ConfigError: if the dataset has no such public method or it needs arguments.
         DatasetError: if the method fails.
     """
     class_name = type(dataset).__name__
-    member = None if name.startswith("_") else inspect.getattr_static(type(dataset), name, None)
-    if not inspect.isfunction(member):
-        available = ", ".join(public_methods(dataset)) or "none"
-        raise ConfigError(f"dataset {class_name} has no method `{name}`; available: {available}")
+    member = find_method(dataset, name)
+    if member is None:
+        import difflib
+
+        methods = public_methods(dataset)
+        close = difflib.get_close_matches(name, methods, n=3, cutoff=0.6)
+        hint = f"did you mean {' or '.join(f'`{method}`' for method in close)}? " if close else ""
+        raise ConfigError(
+            f"dataset {class_name} has no method `{name}`; {hint}available: {', '.join(methods) or 'none'}"
+        )
     if not _takes_no_arguments(member):
         raise ConfigError(
             f"method `{name}` of {class_name} needs arguments; only methods callable without arguments "
             "can be run from the command line"
         )
     try:
-        return getattr(dataset, name)()
+        return member()
     except EmloopDsError:
         raise
     except Exception as exc:
@@ -107,9 +150,13 @@ def call_method(dataset: Any, name: str) -> Any:
         ) from exc
 
 
-def _takes_no_arguments(function: Any) -> bool:
+_METHOD_KINDS = (types.FunctionType, staticmethod, classmethod)
+
+
+def _takes_no_arguments(bound: Callable[..., Any]) -> bool:
+    """Tell whether a bound method or other callable can be called with no arguments."""
     try:
-        parameters = list(inspect.signature(function).parameters.values())[1:]
+        parameters = inspect.signature(bound).parameters.values()
     except (TypeError, ValueError):
         return False
     return all(p.default is not p.empty or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in parameters)

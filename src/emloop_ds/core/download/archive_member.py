@@ -7,7 +7,9 @@ every member is followed the same way, since writing through a link writes where
 the last member every symbolic link is followed again with all of the archive's links known, which catches
 chains whose meaning a later link changed (``d -> a/..`` made before ``a -> .``). Following the archive's
 own links rather than the file system's is what makes this immune to the realpath tricks (CVE-2025-4517
-and relatives) that defeat tarfile's ``filter='data'`` before Python 3.11.13.
+and relatives) that defeat tarfile's ``filter='data'`` before Python 3.11.13. A member whose path, followed
+through those links, starts with a reserved top-level name (our state folder ``.emloop-ds``, compared
+ignoring case for case-insensitive file systems) is refused too: it could overwrite our records and locks.
 """
 
 from __future__ import annotations
@@ -30,13 +32,18 @@ Location = tuple[str, ...]
 class MemberChecker:
     """Check the members of one archive in order; see NOTE [member checks]."""
 
-    def __init__(self, archive_name: str) -> None:
-        """Start with no links known."""
+    def __init__(self, archive_name: str, reserved: str = "") -> None:
+        """Start with no links known; refuse members under the top-level folder ``reserved`` (if given)."""
         self._archive_name = archive_name
+        self._reserved = reserved.lower()
         self._links: dict[Location, str] = {}
 
-    def check(self, name: str, kind: str, link_target: str = "") -> None:
+    def check(self, name: str, kind: str, link_target: str = "") -> Location:
         """Check a member of ``kind`` ``file``, ``dir``, ``symlink``, ``hardlink`` or ``device``.
+
+        Returns:
+            Where the member is created: its folder followed through the archive's links, then its own name
+            (the member replaces a link of that name, as tar does). ``()`` is the archive's root.
 
         Raises:
             ExtractionError: naming the member and what is wrong with it.
@@ -46,17 +53,22 @@ class MemberChecker:
         parts = self._name_parts(name)
         if not parts:
             if kind == "dir":
-                return  # "./", the archive's root itself
+                return ()  # "./", the archive's root itself
             self._refuse(name, "has an empty name")
+        parent = self._follow(name, parts[:-1])
+        location = (*parent, parts[-1])
         if kind == "symlink":
-            parent = self._follow(name, parts[:-1])
             self._check_target(name, link_target, parent)
-            self._links[(*parent, parts[-1])] = link_target
+            self._links[location] = link_target
         elif kind == "hardlink":
             self._check_target(name, link_target, ())
-            self._follow(name, parts[:-1])
+            self._links.pop(location, None)
         else:
-            self._follow(name, parts)
+            self._check_reserved(name, self._follow(name, parts))
+            if kind == "file":
+                self._links.pop(location, None)
+        self._check_reserved(name, location)
+        return location
 
     def check_links(self) -> None:
         """Follow every symbolic link again, now that all of the archive's links are known.
@@ -76,6 +88,10 @@ class MemberChecker:
             self._refuse(name, "has a '..' component")
         return parts
 
+    def _check_reserved(self, name: str, location: Location) -> None:
+        if self._reserved and location and location[0].lower() == self._reserved:
+            self._refuse(name, f"is inside {self._reserved}/, the folder where emloop-ds keeps its state")
+
     def _follow(self, name: str, parts: list[str]) -> Location:
         location = _resolve(parts, self._links)
         if location is None:
@@ -85,8 +101,10 @@ class MemberChecker:
     def _check_target(self, name: str, target: str, base: Location) -> None:
         if not target or _ABSOLUTE.match(target):
             self._refuse(name, f"is a link to the absolute path {target!r}")
-        if _resolve([*base, *_SEPARATORS.split(target)], self._links) is None:
+        resolved = _resolve([*base, *_SEPARATORS.split(target)], self._links)
+        if resolved is None:
             self._refuse(name, f"is a link to {target!r}, which leads outside the archive")
+        self._check_reserved(name, resolved)
 
     def _refuse(self, name: str, problem: str) -> NoReturn:
         raise ExtractionError(

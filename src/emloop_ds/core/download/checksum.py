@@ -46,11 +46,12 @@ class StreamingHasher:
 
     The caller takes a buffer, fills it, writes it out and feeds it; the thread hashes it (hashlib releases
     the GIL) and hands it back for reuse. A fixed pool of buffers bounds memory and applies back-pressure.
-    Use it as a context manager so the thread always ends.
+    The first buffer is hashed at once and the thread starts with the second, so a file of one chunk (most
+    files of a many-file dataset) costs no thread. Use it as a context manager so the thread always ends.
     """
 
     def __init__(self, algorithm: str, buffer_bytes: int = CHUNK_BYTES, buffer_count: int = 4) -> None:
-        """Start the hashing thread; up to ``buffer_count`` buffers of ``buffer_bytes`` are made as needed."""
+        """Prepare to hash; up to ``buffer_count`` buffers of ``buffer_bytes`` are made as needed."""
         self._algorithm = algorithm
         self._hash = hashlib.new(algorithm)
         self._buffer_bytes = buffer_bytes
@@ -58,8 +59,8 @@ class StreamingHasher:
         self._free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
         self._work: queue.SimpleQueue[tuple[bytearray, int] | None] = queue.SimpleQueue()
         self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="emloop-ds-hash", daemon=True)
-        self._thread.start()
+        self._is_first = True
+        self._thread: threading.Thread | None = None
 
     def __enter__(self) -> StreamingHasher:
         return self
@@ -67,14 +68,20 @@ class StreamingHasher:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def take(self) -> bytearray:
-        """Return a free buffer to fill, waiting while all of them are being hashed."""
+    def take(self, expected_bytes: int | None = None) -> bytearray:
+        """Return a free buffer to fill, waiting while all of them are being hashed.
+
+        A new buffer holds ``expected_bytes`` plus one byte (to see the end in one read) if that is less
+        than the usual size: a 4 KB file then does not allocate and free half a megabyte.
+        """
         try:
             return self._free.get_nowait()
         except queue.Empty:
             if self._buffers_left == 0:
                 return self._free.get()
         self._buffers_left -= 1  # small files never need the whole pool
+        if expected_bytes is not None and expected_bytes < self._buffer_bytes:
+            return bytearray(max(expected_bytes + 1, 1024))
         return bytearray(self._buffer_bytes)
 
     def give_back(self, buffer: bytearray) -> None:
@@ -83,6 +90,14 @@ class StreamingHasher:
 
     def feed(self, buffer: bytearray, n_bytes: int) -> None:
         """Hash the first ``n_bytes`` of ``buffer``, then return it to the pool."""
+        if self._is_first:
+            self._is_first = False
+            self._hash.update(memoryview(buffer)[:n_bytes])
+            self._free.put(buffer)
+            return
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="emloop-ds-hash", daemon=True)
+            self._thread.start()
         self._work.put((buffer, n_bytes))
 
     def finish(self) -> Checksum:
@@ -98,7 +113,7 @@ class StreamingHasher:
 
     def close(self) -> None:
         """Stop the thread after the buffers fed so far."""
-        if self._thread.is_alive():
+        if self._thread is not None and self._thread.is_alive():
             self._work.put(None)
             self._thread.join()
 

@@ -1,4 +1,9 @@
-"""Check a dataset's ``download_urls``: each entry is a URL string or a mapping with ``url`` and options."""
+"""Check a dataset's ``download_urls``: each entry is a URL string or a mapping with ``url`` and options.
+
+An entry's ``url`` may be a list of mirrors, tried in order, with one checksum for all of them. The form
+the emloop documentation names, ``url_root`` plus ``download_filenames``, is turned into such entries by
+``url_root.entries_from_url_root``.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +14,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from emloop_ds.core.download.checksum import ALGORITHMS, Checksum
-from emloop_ds.core.download.extract import archive_format
-from emloop_ds.core.download.manifest import STATE_DIR
+from emloop_ds.core.download.extract import archive_format, parse_size
+from emloop_ds.core.download.state import STATE_DIR
 from emloop_ds.core.errors import ConfigError
 
 __all__ = ["DownloadEntry", "parse_download_entries", "parse_download_entry"]
 
-_KEYS = ("url", "sha256", "md5", "filename", "extract")
+_KEYS = ("url", "sha256", "md5", "filename", "extract", "max_extract_size")
 _SCHEMES = ("http", "https", "file")
 _UNSAFE_CHARACTERS = re.compile(r"[^A-Za-z0-9._+-]")
 _HEX = re.compile(r"[0-9a-fA-F]+")
@@ -24,12 +29,19 @@ _ARCHIVES = "zip, tar, tar.gz, tgz, tar.bz2, tar.xz"
 
 @dataclass(frozen=True)
 class DownloadEntry:
-    """One file to download: where from, under which name in ``data_root``, how to verify and extract it."""
+    """One file to download: from where (mirrors in order), under which name, how to verify and extract it."""
 
-    url: str
+    urls: tuple[str, ...]
     filename: str
     checksum: Checksum | None
     extract: bool
+    max_extract_bytes: int | None = None
+    """The ``max_extract_size`` of the entry; ``None`` for the default bound."""
+
+    @property
+    def url(self) -> str:
+        """The first URL, which names the file by default."""
+        return self.urls[0]
 
 
 def parse_download_entries(download_urls: Any) -> list[DownloadEntry]:
@@ -56,7 +68,7 @@ def parse_download_entries(download_urls: Any) -> list[DownloadEntry]:
 
 
 def parse_download_entry(item: Any, index: int = 0) -> DownloadEntry:
-    """Check one entry: a URL, or a mapping of ``url`` and optional checksum, ``filename`` and ``extract``.
+    """Check one entry: a URL, or a mapping of ``url`` (one or a list of mirrors) and options.
 
     Raises:
         ConfigError: naming the entry and what is wrong with it.
@@ -69,11 +81,23 @@ def parse_download_entry(item: Any, index: int = 0) -> DownloadEntry:
     unknown = sorted(str(key) for key in item if key not in _KEYS)
     if unknown:
         raise ConfigError(f"{where} has unknown keys {', '.join(unknown)}; the keys are {', '.join(_KEYS)}")
-    url = _url(item.get("url"), where)
-    filename = _filename(item.get("filename"), url, where)
+    urls = _urls(item.get("url"), where)
+    filename = _filename(item.get("filename"), urls[0], where)
     return DownloadEntry(
-        url, filename, _checksum(item, where), _extract(item.get("extract"), filename, where)
+        urls,
+        filename,
+        _checksum(item, where),
+        _extract(item.get("extract"), filename, where),
+        _max_extract_bytes(item.get("max_extract_size"), where),
     )
+
+
+def _urls(value: Any, where: str) -> tuple[str, ...]:
+    if isinstance(value, list):
+        if not value:
+            raise ConfigError(f"{where} has an empty list of URLs; give at least one mirror")
+        return tuple(_url(item, f"{where}.url[{number}]") for number, item in enumerate(value))
+    return (_url(value, where),)
 
 
 def _url(value: Any, where: str) -> str:
@@ -136,3 +160,12 @@ def _extract(value: Any, filename: str, where: str) -> bool:
             "remove `extract: true`, or give a `filename:` with the archive's ending"
         )
     return value
+
+
+def _max_extract_bytes(value: Any, where: str) -> int | None:
+    if value is None:
+        return None
+    try:
+        return parse_size(value)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None

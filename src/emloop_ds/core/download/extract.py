@@ -1,25 +1,60 @@
-"""Extract one archive (zip or tar, plain or gz/bz2/xz) safely and complete-or-nothing.
+"""Extract one archive (zip or tar, plain or gz/bz2/xz) into ``data_root``: safely, all or nothing, tracked.
 
-Every member is checked before it is written (NOTE [member checks]); tar members also pass tarfile's
-``filter='data'``. Members go to a staging folder inside the state folder of ``data_root`` and are moved
-into ``data_root`` only when the whole archive is out, so a failure leaves nothing half-extracted.
+An extraction unpacks the archive into its own staging folder,
+``.emloop-ds/staging/<archive>.<id>.extracting`` (``unpack``: NOTE [member checks], NOTE [size bound]),
+merges that tree into ``data_root`` file by file (``merge``: NOTE [merge journal]) and then writes the
+archive's record of what it extracted (``extracted_record``: NOTE [ownership index]). Writing the record is
+the moment the archive counts as extracted; a failure before it rolls the merge back, and a crash before
+it is rolled back by the next extraction (``staging``: NOTE [staging locks]), and the archive is extracted
+again when next asked. No staging folder outlives its extraction, or the next one after a crash.
+Extractions of the same archive must not overlap (the caller holds the archive's lock); extractions of
+different archives may, from threads or processes.
+
+NOTE [ownership index]: which files in ``data_root`` belong to which archive is kept per archive, in one
+small JSON record, ``.emloop-ds/extracted/<archive>.json``, listing every file it put there (path, size,
+sha256) and the id of the extraction run that wrote it. Writing it (atomically, fsynced) is the moment the
+archive counts as extracted. An extraction reads only its own record: a path in it is the archive's own
+earlier file, which it may replace; any other file in the way belongs to someone else. Only to name that
+someone in the error does it read the other records. So the usual cost is one record, whatever the number
+of archives and members (no shared index to read or rewrite per file, which would make n archives cost
+n²), and concurrent extractions of different archives never write the same file. Two archives racing for
+one path are decided by the file system: a file is placed with ``os.link``, which never replaces one.
+The downloader may keep the returned list in its per-file state too; this record is what extraction trusts.
+
+NOTE [identical files]: a member whose path already holds a file that the archive did not put there
+earlier fails the archive, unless that file has the member's exact content (size and sha256): two
+archives that both ship ``mnist/LICENSE`` are common and lose nothing by sharing it, so it is accepted
+and left in place. Both records then list it; if one archive is rolled back, it removes only files with
+its own inodes, so it never removes that shared file unless it was the one that placed it, and a later
+``find_damaged`` of the other archive finds it missing and restores it.
 """
 
 from __future__ import annotations
 
-import errno
-import os
-import shutil
+import re
 import stat
-import tempfile
-from collections.abc import Iterator
+import uuid
+from collections.abc import Collection, Sequence
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any
 
-from emloop_ds.core.download.archive_member import MemberChecker
-from emloop_ds.core.errors import ExtractionError, describe_exception
+from emloop_ds.core.download import staging
+from emloop_ds.core.download.extracted_record import ExtractedFile, read_record, write_record
+from emloop_ds.core.download.merge import TreeMerge, list_staged, write_journal
+from emloop_ds.core.download.state import STATE_DIR
+from emloop_ds.core.download.unpack import unpack_archive
+from emloop_ds.core.errors import ConfigError, ExtractionError, describe_exception
 
-__all__ = ["ARCHIVE_SUFFIXES", "archive_format", "extract_archive", "remove_stale_staging"]
+__all__ = [
+    "ARCHIVE_SUFFIXES",
+    "ExtractedFile",
+    "archive_format",
+    "default_max_extract_bytes",
+    "extract_archive",
+    "find_damaged",
+    "parse_size",
+    "remove_stale_staging",
+]
 
 ARCHIVE_SUFFIXES = {
     ".zip": "zip",
@@ -33,7 +68,9 @@ ARCHIVE_SUFFIXES = {
 }
 """File name endings of the archives that are extracted by default, and their format."""
 
-_DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS}
+_MIN_DEFAULT_MAX_BYTES = 10**9
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([kmgtp]i?b|b)?\s*$", re.IGNORECASE)
+_UNIT_POWERS = {"k": 1, "m": 2, "g": 3, "t": 4, "p": 5}
 
 
 def archive_format(filename: str) -> str | None:
@@ -45,131 +82,143 @@ def archive_format(filename: str) -> str | None:
     return None
 
 
-def extract_archive(archive: Path, destination: Path, staging_parent: Path) -> None:
-    """Extract ``archive`` into ``destination`` through a staging folder made in ``staging_parent``.
+def default_max_extract_bytes(archive_bytes: int) -> int:
+    """Return the bound on an archive's extracted bytes when its entry sets no ``max_extract_size``."""
+    return max(100 * archive_bytes, _MIN_DEFAULT_MAX_BYTES)
 
-    ``staging_parent`` must be on the same file system as ``destination`` (it is inside it).
+
+def parse_size(value: int | str) -> int:
+    """Return the bytes of a ``max_extract_size``: a whole number or a size like ``5GB``, ``1.5GB``, ``5GiB``.
+
+    kB, MB, GB, TB and PB are powers of 1000; KiB, MiB, GiB, TiB and PiB powers of 1024.
 
     Raises:
-        ExtractionError: if the archive is broken, has an unsafe member (named in the message) or cannot
-            be moved into place; nothing is then added to ``destination``.
+        ConfigError: naming the value, if it is not such a size or not above 0.
+    """
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = Decimal(value)
+    else:
+        match = _SIZE.match(value) if isinstance(value, str) else None
+        if match is None:
+            raise _size_error(value)
+        try:
+            number = Decimal(match[1])
+        except InvalidOperation as exc:  # not reached: the pattern admits only decimal numbers
+            raise _size_error(value) from exc
+        unit = (match[2] or "b").lower()
+        if unit != "b":
+            number *= (1024 if "i" in unit else 1000) ** _UNIT_POWERS[unit[0]]
+    if number < 1:
+        raise _size_error(value)
+    return int(number)
+
+
+def extract_archive(
+    archive: Path, data_root: Path, *, max_bytes: int, only: Collection[str] | None = None
+) -> list[ExtractedFile]:
+    """Extract ``archive`` into ``data_root``, all or nothing; return every file the archive has put there.
+
+    Args:
+        archive: the archive, anywhere on the file system.
+        data_root: where its members go; ``.emloop-ds/`` in it holds the staging folder and records.
+        max_bytes: the most bytes its regular files may hold together (the entry's ``max_extract_size``).
+        only: restore just these member paths (posix, relative to ``data_root``), replacing whatever is at
+            them; the other files of the archive are left as they are.
+
+    Returns:
+        Every file the archive has extracted (with ``only``: its earlier record updated with those).
+
+    Raises:
+        ExtractionError: if the archive is broken, unsafe, too big, or a member's path holds someone
+            else's file (both named in the message); ``data_root`` then holds none of its new files.
     """
     kind = archive_format(archive.name)
     if kind is None:
         raise ExtractionError(
             f"cannot extract {archive.name}: not a zip or tar archive; set `extract: false`"
         )
-    staging_parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f"{archive.name}.", suffix=".extracting", dir=staging_parent))
+    state_dir = data_root / STATE_DIR
+    previous = read_record(state_dir, archive.name)
+    if only is not None and not only:  # nothing to restore
+        return [] if previous is None else sorted(previous.files.values(), key=lambda file: file.path)
     try:
-        if kind == "zip":
-            _extract_zip(archive, staging)
-        else:
-            _extract_tar(archive, staging)
-        _move_tree(staging, destination, destination.resolve(), archive.name)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        staging.remove_stale_staging(state_dir, archive.name)
+        with staging.open_staging(state_dir, archive.name) as folder:
+            return _extract_staged(archive, kind, data_root, folder, max_bytes, only)
+    except OSError as exc:  # making, locking or removing staging folders
+        raise _merge_error(archive.name, exc) from exc
+
+
+def find_damaged(data_root: Path, files: Sequence[ExtractedFile]) -> list[ExtractedFile]:
+    """Return the extracted files that are missing or whose size changed (one ``lstat`` each)."""
+    damaged = []
+    for file in files:
+        try:
+            status = (data_root / file.path).lstat()
+        except OSError:
+            damaged.append(file)
+            continue
+        if status.st_size != file.size or stat.S_ISDIR(status.st_mode):
+            damaged.append(file)
+    return damaged
 
 
 def remove_stale_staging(archive_name: str, staging_parent: Path) -> None:
-    """Delete staging folders that a killed extraction of ``archive_name`` left behind."""
-    if staging_parent.is_dir():
-        for path in staging_parent.glob("*.extracting"):
-            if path.name.startswith(archive_name + "."):
-                shutil.rmtree(path, ignore_errors=True)
+    """Undo and remove the staging folders that killed extractions left (NOTE [staging locks]).
+
+    ``extract_archive`` does this itself first; ``staging_parent`` is ``<data_root>/.emloop-ds/staging``.
+    """
+    staging.remove_stale_staging(staging_parent.parent, archive_name)
 
 
-def _extract_tar(archive: Path, staging: Path) -> None:
-    import lzma
-    import tarfile
-    import zlib
-
-    checker = MemberChecker(archive.name)
-    try:
-        with tarfile.open(archive, mode="r:*") as tar:
-            for member in tar:  # one pass: a compressed archive is decompressed once
-                checker.check(member.name, _tar_kind(member), member.linkname)
-                tar.extract(member, staging, set_attrs=not member.isdir(), filter="data")
-    except tarfile.FilterError as exc:
-        name = exc.tarinfo.name if exc.tarinfo is not None else "?"
+def _extract_staged(
+    archive: Path,
+    kind: str,
+    root: Path,
+    folder: staging.StagingFolder,
+    max_bytes: int,
+    only: Collection[str] | None,
+) -> list[ExtractedFile]:
+    state_dir = root / STATE_DIR
+    staging_path = folder.path
+    wanted = None if only is None else set(only)
+    tree = staging_path / "tree"
+    tree.mkdir()
+    written = unpack_archive(archive, kind, tree, max_bytes=max_bytes, only=wanted, reserved=STATE_DIR)
+    files, folders = list_staged(tree, written, wanted)
+    if wanted is not None and wanted - files.keys():
+        missing = ", ".join(repr(path) for path in sorted(wanted - files.keys())[:5])
         raise ExtractionError(
-            f"refused to extract {archive.name}: member {name!r} is unsafe ({exc}); "
-            "ask the data's publisher for a safe archive"
-        ) from exc
-    except (tarfile.TarError, EOFError, KeyError, OSError, ValueError, lzma.LZMAError, zlib.error) as exc:
-        raise _broken(archive, exc) from exc
-    checker.check_links()
-
-
-def _tar_kind(member: Any) -> str:
-    if member.issym():
-        return "symlink"
-    if member.islnk():
-        return "hardlink"
-    if member.isdev():  # character and block devices and FIFOs
-        return "device"
-    return "dir" if member.isdir() else "file"
-
-
-def _extract_zip(archive: Path, staging: Path) -> None:
-    import zipfile
-
-    checker = MemberChecker(archive.name)
-    try:
-        with zipfile.ZipFile(archive) as zipped:
-            for info in zipped.infolist():
-                kind, target = _zip_kind(zipped, info)
-                checker.check(info.filename, kind, target)
-            checker.check_links()
-            zipped.extractall(staging)  # zip links become small files holding their target
-    # zipfile raises RuntimeError for encrypted and NotImplementedError for unsupported members
-    except (zipfile.BadZipFile, EOFError, NotImplementedError, OSError, RuntimeError, ValueError) as exc:
-        raise _broken(archive, exc) from exc
-
-
-def _zip_kind(zipped: Any, info: Any) -> tuple[str, str]:
-    mode = info.external_attr >> 16
-    if stat.S_ISLNK(mode):
-        return "symlink", zipped.read(info).decode("utf-8", "replace")
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISFIFO(mode):
-        return "device", ""
-    return ("dir" if info.is_dir() else "file"), ""
-
-
-def _broken(archive: Path, exc: BaseException) -> ExtractionError:
-    if isinstance(exc, OSError) and exc.errno in _DISK_ERRNOS:
-        return ExtractionError(
-            f"cannot extract {archive.name}: cannot write into data_root ({exc.strerror}); "
-            "free disk space or check the permissions of data_root"
+            f"cannot restore {missing} from {archive.name}: the archive has no such members; "
+            "run the download with --force to extract the archive again"
         )
+    previous = read_record(state_dir, archive.name)
+    earlier = {} if previous is None else previous.files
+    merge = TreeMerge(archive.name, tree, root, state_dir, staging_path / "backup")
+    journal = merge.plan(uuid.uuid4().hex, files, folders, earlier.keys() | (wanted or set()))
+    kept = files if wanted is None else {**earlier, **files}
+    try:
+        write_journal(staging_path, journal)
+        merge.apply(journal, files)
+        write_record(state_dir, archive.name, journal.run, kept.values())
+    except BaseException as exc:
+        folder.is_kept = True  # with its journal, until the roll-back is complete (NOTE [staging locks])
+        folder.is_kept = not merge.roll_back(journal)
+        if isinstance(exc, OSError):
+            raise _merge_error(archive.name, exc) from exc
+        raise
+    return sorted(kept.values(), key=lambda file: file.path)
+
+
+def _merge_error(archive_name: str, exc: OSError) -> ExtractionError:
     return ExtractionError(
-        f"cannot extract {archive.name}: the archive is broken or unreadable ({describe_exception(exc)}); "
-        "run the download with --force, or ask the data's publisher"
+        f"cannot extract {archive_name}: cannot move its files into data_root ({describe_exception(exc)}); "
+        "nothing was extracted. Check the free space and permissions of data_root"
     )
 
 
-def _move_tree(source: Path, destination: Path, root: Path, archive_name: str) -> None:
-    """Move the staged tree into ``destination`` (inside ``root``), merging into folders already there."""
-    destination.mkdir(parents=True, exist_ok=True)
-    for entry in _entries(source):
-        target = destination / entry.name
-        if entry.is_dir(follow_symlinks=False) and target.is_dir():
-            if not target.resolve().is_relative_to(root):
-                raise ExtractionError(
-                    f"refused to extract {archive_name}: {target} is a link to a folder outside data_root "
-                    f"{root}; remove that link"
-                )
-            _move_tree(Path(entry.path), target, root, archive_name)
-            continue
-        try:
-            os.replace(entry.path, target)  # replaces a link at target itself, never what it points to
-        except OSError as exc:
-            raise ExtractionError(
-                f"cannot extract {archive_name}: cannot put {entry.name} at {target} ({exc.strerror}); "
-                "move the existing file or folder away"
-            ) from exc
-
-
-def _entries(folder: Path) -> Iterator[os.DirEntry[str]]:
-    with os.scandir(folder) as entries:
-        yield from list(entries)
+def _size_error(value: object) -> ConfigError:
+    return ConfigError(
+        f"invalid max_extract_size {value!r}: give bytes as a whole number, or a size such as 100MB, "
+        "1.5GB or 5GiB (GB = 10**9 bytes, GiB = 2**30 bytes)"
+    )

@@ -1,32 +1,48 @@
-"""Fetch a dataset's files into ``data_root``: in parallel, each under its lock, skipping complete ones."""
+"""Fetch a dataset's files into ``data_root``: in parallel, each under its lock, skipping complete ones.
+
+A run first checks every file against its record without a lock or a request (the no-op path: one small
+read and one ``stat`` per file, NOTE [per-file state] in ``state.py``); only files that need work go to the
+``jobs`` worker threads, which re-check under the file's lock, then download (from the entry's mirrors in
+order), verify, record and extract. HTTP machinery (``requests``) is imported only when a file needs it.
+"""
 
 from __future__ import annotations
 
-import queue
+import contextlib
+import os
+import re
 import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from emloop_ds.core.download.checksum import Checksum, hash_file
 from emloop_ds.core.download.entry import DownloadEntry, parse_download_entries
-from emloop_ds.core.download.extract import extract_archive, remove_stale_staging
+from emloop_ds.core.download.extract import (
+    ExtractedFile,
+    default_max_extract_bytes,
+    extract_archive,
+    find_damaged,
+)
 from emloop_ds.core.download.lock import hold_lock
-from emloop_ds.core.download.manifest import Manifest, ManifestRecord
+from emloop_ds.core.download.parallel import run_parallel
 from emloop_ds.core.download.progress import FileProgress, NoProgress, Progress
-from emloop_ds.core.download.transfer import RetryPolicy, download_file
-from emloop_ds.core.errors import ConfigError, DownloadError
+from emloop_ds.core.download.retry import RetryPolicy
+from emloop_ds.core.download.state import FileRecord, StateStore
+from emloop_ds.core.errors import ConfigError, DownloadCancelledError, DownloadError
 
-__all__ = ["STATUSES", "FileResult", "fetch_dataset", "raise_failures"]
+if TYPE_CHECKING:
+    from emloop_ds.core.download.transfer import Client
 
-STATUSES = ("downloaded", "resumed", "extracted", "already complete", "failed")
-"""What happened to a file: fetched whole, fetched keeping earlier bytes, only (re-)extracted, nothing
-needed, or failed."""
+__all__ = ["STATUSES", "FileResult", "fetch_dataset", "open_data_root", "raise_failures"]
 
-T = TypeVar("T")
-R = TypeVar("R")
+_URL_TAG = re.compile(r"\.[0-9a-f]{8}")
+
+STATUSES = ("downloaded", "resumed", "extracted", "restored", "already complete", "failed")
+"""What happened to a file: fetched whole, fetched keeping earlier bytes, only (re-)extracted, extracted
+files that were missing restored from the kept archive, nothing needed, or failed."""
 
 
 @dataclass(frozen=True)
@@ -35,23 +51,61 @@ class FileResult:
 
     filename: str
     url: str
+    """The URL the file came from (the mirror that worked), else the entry's first URL."""
     status: str
     elapsed_s: float
     size_bytes: int | None = None
     checksum: Checksum | None = None
     """The file's checksum (sha256 unless the config asked for md5), ready to be pinned in the config."""
     error: DownloadError | None = None
+    warnings: tuple[str, ...] = ()
+    """One line per mirror that failed before another one succeeded."""
 
 
-@dataclass(frozen=True)
-class _Settings:
-    root: Path
-    manifest: Manifest
+@dataclass
+class _Run:
+    store: StateStore
+    jobs: int
     timeout_s: float
     force: bool
     progress: Progress
     retry: RetryPolicy | None
-    cancel: threading.Event
+    cancel: threading.Event = field(default_factory=threading.Event)
+    _client: Client | None = None
+    _client_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def client(self) -> Client:
+        """Open the run's HTTP client on first need, so runs with nothing to fetch never import requests."""
+        with self._client_lock:
+            if self._client is None:
+                from emloop_ds.core.download.transfer import open_client
+
+                self._client = open_client(self.jobs, self.timeout_s, self.retry, self.cancel)
+            return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+
+
+def open_data_root(data_root: str | Path) -> StateStore:
+    """Create ``data_root`` if needed and return its state, migrating a first-version manifest once.
+
+    Raises:
+        DownloadError: if ``data_root`` cannot be created or the manifest cannot be migrated.
+    """
+    root = Path(data_root)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DownloadError(
+            f"cannot create data_root {root}: {exc.strerror or exc}; check data_root in the config"
+        ) from exc
+    store = StateStore(root)
+    if store.has_manifest():
+        with hold_lock(store.state_dir / "locks" / "migrate.lock"):
+            store.migrate_manifest()
+    return store
 
 
 def fetch_dataset(
@@ -75,16 +129,29 @@ def fetch_dataset(
     entries = parse_download_entries(download_urls)
     if jobs < 1 or timeout_s <= 0:
         raise ConfigError(f"jobs must be at least 1 and timeout_s above 0, got {jobs} and {timeout_s}")
-    root = Path(data_root)
+    store = open_data_root(data_root)
+    progress = progress or NoProgress()
+    run = _Run(store, jobs, timeout_s, force, progress, retry)
+    progress.start_run(len(entries))
+    results: list[FileResult | None] = [None] * len(entries)
+    todo = []
+    for index, entry in enumerate(entries):
+        complete = None if force else _complete_result(entry, store)
+        if complete is None:
+            todo.append(index)
+        else:
+            results[index] = complete
+            progress.finish_file(entry.filename, complete.status)
+    if todo:
+        _remove_first_version_parts(store.data_root)
     try:
-        root.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise DownloadError(
-            f"cannot create data_root {root}: {exc.strerror or exc}; check data_root in the config"
-        ) from exc
-    cancel = threading.Event()
-    settings = _Settings(root, Manifest(root), timeout_s, force, progress or NoProgress(), retry, cancel)
-    return _run_parallel(lambda entry: _fetch_entry(entry, settings), entries, jobs, cancel)
+        done = run_parallel(lambda index: _fetch_entry(entries[index], run), todo, jobs, run.cancel)
+    finally:
+        run.close()
+    for index, result in zip(todo, done, strict=True):
+        results[index] = result
+    progress.end_run()
+    return [result for result in results if result is not None]
 
 
 def raise_failures(results: Sequence[FileResult]) -> None:
@@ -101,64 +168,80 @@ def raise_failures(results: Sequence[FileResult]) -> None:
         raise DownloadError(f"{len(failures)} of {len(results)} files failed: {reasons}") from failures[0]
 
 
-def _fetch_entry(entry: DownloadEntry, settings: _Settings) -> FileResult:
+def _complete_result(entry: DownloadEntry, store: StateStore) -> FileResult | None:
+    """Return the result of a file that needs nothing, judged by its record alone (no lock, no request)."""
+    record = store.find(entry.filename, entry.checksum)
+    if record is None or (entry.extract and not record.extracted):
+        return None
+    if entry.extract and find_damaged(store.data_root, record.extracted_files):
+        return None
+    return FileResult(entry.filename, record.url, "already complete", 0.0, record.size_bytes, record.checksum)
+
+
+def _fetch_entry(entry: DownloadEntry, run: _Run) -> FileResult:
     started_s = time.monotonic()
-    progress = settings.progress.open_file(entry.filename)
-    lock_path = settings.manifest.state_dir / "locks" / f"{entry.filename}.lock"
+    progress = run.progress.open_file(entry.filename)
+    lock_path = run.store.state_dir / "locks" / f"{entry.filename}.lock"
     try:
         with hold_lock(
             lock_path,
             on_wait=lambda: progress.note("waiting for another process that is downloading it"),
-            cancel=settings.cancel,
+            cancel=run.cancel,
         ):
-            status, record = _fetch_locked(entry, settings, progress)
+            status, record, warnings = _fetch_locked(entry, run, progress)
     except DownloadError as exc:
-        return FileResult(entry.filename, entry.url, "failed", time.monotonic() - started_s, error=exc)
+        result = FileResult(entry.filename, entry.url, "failed", time.monotonic() - started_s, error=exc)
     except OSError as exc:  # the lock file cannot be made
         error = DownloadError(
             f"cannot lock {lock_path}: {exc.strerror or exc}; check the permissions of data_root"
         )
         error.__cause__ = exc
-        return FileResult(entry.filename, entry.url, "failed", time.monotonic() - started_s, error=error)
+        result = FileResult(entry.filename, entry.url, "failed", time.monotonic() - started_s, error=error)
+    else:
+        elapsed_s = time.monotonic() - started_s
+        result = FileResult(
+            entry.filename, record.url, status, elapsed_s, record.size_bytes, record.checksum, None, warnings
+        )
     finally:
         progress.close()
-    elapsed_s = time.monotonic() - started_s
-    return FileResult(entry.filename, entry.url, status, elapsed_s, record.size_bytes, record.checksum)
+    run.progress.finish_file(entry.filename, result.status)
+    return result
 
 
 def _fetch_locked(
-    entry: DownloadEntry, settings: _Settings, progress: FileProgress
-) -> tuple[str, ManifestRecord]:
+    entry: DownloadEntry, run: _Run, progress: FileProgress
+) -> tuple[str, FileRecord, tuple[str, ...]]:
     """Do what the file still needs; the caller holds its lock."""
-    target = settings.root / entry.filename
-    record = None if settings.force else _complete_record(entry, target, settings.manifest)
-    if record is not None and (record.extracted or not entry.extract):
-        return "already complete", record
-    status = "extracted"
+    record = None if run.force else _known_record(entry, run.store)
+    status = "already complete"
+    warnings: tuple[str, ...] = ()
     if record is None:
-        outcome = download_file(
-            entry.url,
-            target,
-            checksum=entry.checksum,
-            timeout_s=settings.timeout_s,
-            retry=settings.retry,
-            progress=progress,
-            cancel=settings.cancel,
-            resume=not settings.force,
-        )
-        record = settings.manifest.save(entry.filename, entry.url, outcome.checksum, target, extracted=False)
+        target = run.store.data_root / entry.filename
+        url, outcome, warnings = _download_from_mirrors(entry, target, run, progress)
+        record = run.store.save(entry.filename, url, outcome.checksum, extracted=False)
         status = "resumed" if outcome.resumed else "downloaded"
-    if entry.extract:
-        staging_parent = settings.manifest.state_dir / "staging"
-        remove_stale_staging(entry.filename, staging_parent)
-        extract_archive(target, settings.root, staging_parent)
-        record = settings.manifest.save(entry.filename, entry.url, record.checksum, target, extracted=True)
-    return status, record
+    if not entry.extract:
+        return status, record, warnings
+    if not record.extracted:
+        files = _extract(entry, run.store)
+        record = run.store.save(
+            entry.filename, record.url, record.checksum, extracted=True, extracted_files=files
+        )
+        return ("extracted" if status == "already complete" else status), record, warnings
+    damaged = find_damaged(run.store.data_root, record.extracted_files)
+    if damaged:  # restore them from the kept archive; were it gone, the record would not vouch for it
+        files = _extract(entry, run.store, only=[file.path for file in damaged])
+        record = run.store.save(
+            entry.filename, record.url, record.checksum, extracted=True, extracted_files=files
+        )
+        return "restored", record, warnings
+    return status, record, warnings
 
 
-def _complete_record(entry: DownloadEntry, target: Path, manifest: Manifest) -> ManifestRecord | None:
-    """Return the record of a complete file: from the manifest, or by adopting a file with the right hash."""
-    record = manifest.find(entry.filename, entry.url, entry.checksum, target)
+def _known_record(entry: DownloadEntry, store: StateStore) -> FileRecord | None:
+    """Return the record of a complete file: its own, or a new one adopting a file with the right hash."""
+    record = store.find(entry.filename, entry.checksum)
+    target = store.data_root / entry.filename
     if record is not None or entry.checksum is None or not target.is_file():
         return record
     try:
@@ -167,44 +250,62 @@ def _complete_record(entry: DownloadEntry, target: Path, manifest: Manifest) -> 
         return None
     if actual != entry.checksum:
         return None
-    return manifest.save(entry.filename, entry.url, actual, target, extracted=False)
+    return store.save(entry.filename, entry.url, actual, extracted=False)
 
 
-def _run_parallel(
-    function: Callable[[T], R], items: Sequence[T], jobs: int, cancel: threading.Event
-) -> list[R]:
-    """Call ``function`` on every item from ``jobs`` threads; return the results in the items' order.
+def _download_from_mirrors(
+    entry: DownloadEntry, target: Path, run: _Run, progress: FileProgress
+) -> tuple[str, Any, tuple[str, ...]]:
+    """Download from the entry's mirrors in order; return the URL that worked, the outcome and warnings.
 
-    The threads are daemons: after Ctrl-C the main thread sets ``cancel`` and leaves at once instead of
-    waiting for a stalled transfer to time out; every file written is crash-safe, so nothing is lost.
-    An exception (a bug: failures are results) is handed to the caller and raised there.
+    A mirror is left for the next one when it fails after its own retries (404 or 403 at once, an
+    unresolvable host, connection errors and 5xx after retrying, a checksum mismatch).
     """
-    todo: queue.SimpleQueue[tuple[int, T]] = queue.SimpleQueue()
-    for index, item in enumerate(items):
-        todo.put((index, item))
-    done: queue.SimpleQueue[tuple[int, R | None, BaseException | None]] = queue.SimpleQueue()
+    from emloop_ds.core.download.transfer import download_file
 
-    def work() -> None:
-        while not cancel.is_set():
-            try:
-                index, item = todo.get_nowait()
-            except queue.Empty:
-                return
-            try:
-                done.put((index, function(item), None))
-            except BaseException as exc:  # handed to the consumer below
-                done.put((index, None, exc))
+    failures: list[tuple[str, DownloadError]] = []
+    for url in entry.urls:
+        try:
+            outcome = download_file(
+                url,
+                target,
+                client=run.client(),
+                checksum=entry.checksum,
+                progress=progress,
+                resume=not run.force,
+            )
+        except DownloadCancelledError:
+            raise
+        except DownloadError as exc:
+            failures.append((url, exc))  # reported once, as a warning, if a later mirror succeeds
+            continue
+        warnings = tuple(
+            f"{entry.filename}: mirror {failed} failed ({error}); downloaded from {url}"
+            for failed, error in failures
+        )
+        return url, outcome, warnings
+    if len(failures) == 1:
+        raise failures[0][1]
+    reasons = "; ".join(str(error) for _, error in failures)
+    raise DownloadError(
+        f"cannot download {entry.filename} from any of its {len(failures)} mirrors: {reasons}"
+    ) from failures[-1][1]
 
-    for number in range(min(jobs, len(items))):
-        threading.Thread(target=work, name=f"emloop-ds-download-{number}", daemon=True).start()
-    results: dict[int, R] = {}
-    try:
-        for _ in items:
-            index, result, error = done.get()
-            if error is not None:
-                raise error
-            results[index] = result  # type: ignore[assignment]
-    except BaseException:
-        cancel.set()
-        raise
-    return [results[index] for index in range(len(items))]
+
+def _extract(entry: DownloadEntry, store: StateStore, only: list[str] | None = None) -> list[ExtractedFile]:
+    """Extract the entry's archive (or just the members ``only``) into ``data_root``; return its files."""
+    archive = store.data_root / entry.filename
+    max_bytes = entry.max_extract_bytes
+    if max_bytes is None:
+        max_bytes = default_max_extract_bytes(archive.stat().st_size)
+    return extract_archive(archive, store.data_root, max_bytes=max_bytes, only=only)
+
+
+def _remove_first_version_parts(data_root: Path) -> None:
+    """Delete the first version's ``<name>.<url-tag>.part`` files (origin unknown); one scan per run."""
+    with os.scandir(data_root) as entries:
+        for entry in entries:
+            name = entry.name
+            if name.endswith(".part") and _URL_TAG.fullmatch(name[-14:-5]):
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)

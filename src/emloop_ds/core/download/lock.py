@@ -1,16 +1,8 @@
-"""Hold an exclusive lock on a file across threads and processes; the system frees it if the holder dies.
-
-An OS lock (``flock``, or ``msvcrt.locking`` on Windows) on an open file is all that is needed; see
-NOTE [own lock] for why this is not the filelock library.
-"""
-
-# NOTE [own lock]: filelock 4 takes ~75 ms to import, a quarter of the time curl needs for the whole
-# 256 MB benchmark download; the few lines below do the same job for the one lock shape we need.
+"""Hold an exclusive lock on a file across threads and processes (``filelock``); the OS frees it if the
+holder dies."""
 
 from __future__ import annotations
 
-import os
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -21,7 +13,7 @@ from emloop_ds.core.errors import DownloadCancelledError
 __all__ = ["hold_lock"]
 
 _POLL_S = 0.05
-"""How often a wait for another process's lock tries again (a blocking wait could not be cancelled)."""
+"""How often a wait for another holder checks for cancellation."""
 
 
 @contextmanager
@@ -32,11 +24,10 @@ def hold_lock(
 ) -> Iterator[None]:
     """Hold an exclusive lock on ``path`` (created if missing) for the ``with`` block.
 
-    Threads of this process queue on a ``threading.Lock`` of the same path first, so that they wait without
-    polling; the OS lock then excludes other processes.
+    Each call opens its own lock, so threads of one process exclude each other as processes do.
 
     Args:
-        path: the lock file; it is left in place, as deleting a lock file races with other holders.
+        path: the lock file; filelock creates it and its folders if missing.
         on_wait: called once if the lock is held by someone else, before waiting for it.
         cancel: an event that stops the wait.
 
@@ -44,75 +35,20 @@ def hold_lock(
         DownloadCancelledError: if ``cancel`` is set while waiting.
         OSError: if the lock file cannot be created.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    cancel = cancel or threading.Event()
-    thread_lock = _thread_lock(path)
-    while not thread_lock.acquire(timeout=_POLL_S):  # returns as soon as the holder releases it
-        _check(cancel, path)
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(path, thread_local=False)
     try:
-        descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        lock.acquire(blocking=False)
+    except Timeout:
+        if on_wait is not None:
+            on_wait()
+        is_cancelled = cancel.is_set if cancel is not None else None
         try:
-            _lock_descriptor(descriptor, path, on_wait, cancel)
-            try:
-                yield
-            finally:
-                _unlock(descriptor)
-        finally:
-            os.close(descriptor)
+            lock.acquire(poll_interval=_POLL_S, cancel_check=is_cancelled)
+        except Timeout:  # raised only when cancelled: the wait has no deadline
+            raise DownloadCancelledError(f"interrupted while waiting for the lock {path}") from None
+    try:
+        yield
     finally:
-        thread_lock.release()
-
-
-def _lock_descriptor(
-    descriptor: int, path: Path, on_wait: Callable[[], None] | None, cancel: threading.Event
-) -> None:
-    if _try_lock(descriptor):
-        return
-    if on_wait is not None:
-        on_wait()
-    while not _try_lock(descriptor):
-        cancel.wait(_POLL_S)
-        _check(cancel, path)
-
-
-def _check(cancel: threading.Event, path: Path) -> None:
-    if cancel.is_set():
-        raise DownloadCancelledError(f"interrupted while waiting for the lock {path}")
-
-
-_THREAD_LOCKS: dict[str, threading.Lock] = {}
-_THREAD_LOCKS_GUARD = threading.Lock()
-
-
-def _thread_lock(path: Path) -> threading.Lock:
-    key = os.path.abspath(path)
-    with _THREAD_LOCKS_GUARD:
-        return _THREAD_LOCKS.setdefault(key, threading.Lock())
-
-
-if sys.platform == "win32":
-    import msvcrt
-
-    def _try_lock(descriptor: int) -> bool:
-        try:
-            msvcrt.locking(descriptor, msvcrt.LK_NBLCK, 1)
-        except OSError:
-            return False
-        return True
-
-    def _unlock(descriptor: int) -> None:
-        os.lseek(descriptor, 0, os.SEEK_SET)
-        msvcrt.locking(descriptor, msvcrt.LK_UNLCK, 1)
-
-else:
-    import fcntl
-
-    def _try_lock(descriptor: int) -> bool:
-        try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False
-        return True
-
-    def _unlock(descriptor: int) -> None:
-        fcntl.flock(descriptor, fcntl.LOCK_UN)
+        lock.release()

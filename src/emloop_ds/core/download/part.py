@@ -1,17 +1,78 @@
-"""Write a download's temporary part file, hashing its bytes while they are written."""
+"""Write a download's temporary part file, hashing its bytes while they are written, and keep beside it
+where its bytes came from (``<part>.json``: the URL, ETag and Last-Modified), so a resume can be validated.
+"""
 
 from __future__ import annotations
 
+import json
+import os
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
 from emloop_ds.core.download.checksum import Checksum, StreamingHasher
+from emloop_ds.core.download.durable import write_json_atomically
 from emloop_ds.core.download.progress import FileProgress
-from emloop_ds.core.download.response import Body
+from emloop_ds.core.download.response import Body, Validators
 from emloop_ds.core.errors import DownloadCancelledError, DownloadError
 
-__all__ = ["PartFile"]
+__all__ = ["PartFile", "PartOrigin", "part_path", "read_origin", "remove_part", "write_origin"]
+
+
+def part_path(target: Path) -> Path:
+    """Return the temporary file that ``target`` is downloaded to before it is renamed to ``target``."""
+    return target.with_name(f"{target.name}.part")
+
+
+def _origin_path(part: Path) -> Path:
+    return part.with_name(f"{part.name}.json")
+
+
+@dataclass(frozen=True)
+class PartOrigin:
+    """Where the bytes of a part file came from: the URL and the validators of its first answer."""
+
+    url: str
+    validators: Validators
+
+
+def read_origin(part: Path) -> PartOrigin | None:
+    """Return the recorded origin of ``part``, or ``None`` if there is none or it cannot be read."""
+    try:
+        raw = json.loads(_origin_path(part).read_text(encoding="utf-8"))
+        return PartOrigin(str(raw["url"]), Validators(raw.get("etag"), raw.get("last_modified")))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def write_origin(part: Path, origin: PartOrigin) -> None:
+    """Record the origin of ``part`` beside it, before its first byte is written.
+
+    The record is atomic but not flushed to disk: one lost in a power loss only means that the part is not
+    resumed without a checksum (``transfer.py``), which is safe.
+
+    Raises:
+        DownloadError: if the record cannot be written.
+    """
+    raw = {
+        "url": origin.url,
+        "etag": origin.validators.etag,
+        "last_modified": origin.validators.last_modified,
+    }
+    try:
+        write_json_atomically(_origin_path(part), raw, durable=False)
+    except OSError as exc:
+        raise DownloadError(
+            f"cannot write {_origin_path(part)}: {exc.strerror or exc}; free disk space or check the "
+            "permissions of data_root"
+        ) from exc
+
+
+def remove_part(part: Path) -> None:
+    """Delete a part file and its origin record."""
+    part.unlink(missing_ok=True)
+    _origin_path(part).unlink(missing_ok=True)
 
 
 class PartFile:
@@ -70,8 +131,9 @@ class PartFile:
             DownloadError: if the file cannot be written.
             DownloadCancelledError: if ``cancel`` is set.
         """
+        remaining = None if body.total_bytes is None else body.total_bytes - self.size
         while cancel is None or not cancel.is_set():
-            buffer = self._hasher.take()
+            buffer = self._hasher.take(remaining)
             try:
                 # A timeout loses the bytes of the chunk being filled: the part grows by whole chunks only,
                 # so a stall resumes from the last chunk written (at most CHUNK_BYTES are fetched again).
@@ -87,7 +149,12 @@ class PartFile:
         raise DownloadCancelledError(f"interrupted; {self.size} bytes are kept in {self.path} for resuming")
 
     def finish(self) -> Checksum:
-        """Close the file and return the checksum of its bytes."""
+        """Flush the file to disk (NOTE [durable rename]), close it and return the checksum of its bytes."""
+        try:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+        except OSError as exc:
+            raise self._disk_error("write", exc) from exc
         self._close_file()
         return self._hasher.finish()
 

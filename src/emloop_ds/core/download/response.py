@@ -1,65 +1,86 @@
 """Open a URL (http, https or file) at a byte offset and say which bytes the answer holds.
 
-Failures that may pass (connection errors, timeouts, cut transfers, HTTP 408, 429 and 5xx) become
-``RetryableError``; those that will not (404, 403, a missing local file, a bad certificate) become
-``DownloadError``.
+HTTP goes through the run's ``requests`` session (see ``session.py``), which retries statuses that may
+pass. Failures that may pass on our own retry (connection errors, timeouts, cut transfers) become
+``RetryableError``; those that will not (404, 403, an unresolvable host, a missing local file, a bad
+certificate, a status still failing after urllib3's retries) become ``DownloadError``.
+
+NOTE [fail fast]: a host name that does not resolve fails its URL at once, temporary resolver failures
+included: a name that does not resolve now rarely does a few seconds later, and the entry's next mirror is
+the better bet. A refused connection (nothing listens) is retried a few times within seconds, for a
+server that is restarting. Everything else that may pass follows the backoff rule (1, 2, 4, 8 s).
 """
 
 from __future__ import annotations
 
-import http.client
 import os
 import re
 import socket
-import ssl
-import time
-import urllib.error
 import urllib.parse
 import urllib.request
-from email.message import Message
-from email.utils import parsedate_to_datetime
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol
+from typing import IO, Any
+
+import requests
+import urllib3.exceptions
 
 from emloop_ds.core.errors import DownloadError
 
-__all__ = ["USER_AGENT", "Body", "RestartError", "RetryableError", "open_body"]
-
-USER_AGENT = "emloop-ds"
+__all__ = ["Body", "RefusedError", "RestartError", "RetryableError", "Validators", "open_body"]
 
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 _UNSATISFIED_RANGE = re.compile(r"bytes \*/(\d+)")
-_RETRYABLE_STATUSES = {408, 429}
 
 
 class RetryableError(Exception):
     """A transfer failed for a reason that may pass; ``reason`` is one short phrase for messages."""
 
-    def __init__(self, reason: str, retry_after_s: float | None = None) -> None:
-        """Record the reason and the wait the server asked for (Retry-After), if any."""
+    def __init__(self, reason: str) -> None:
+        """Record the reason."""
         super().__init__(reason)
         self.reason = reason
-        self.retry_after_s = retry_after_s
+
+
+class RefusedError(RetryableError):
+    """The connection was refused: retried only briefly (NOTE [fail fast])."""
 
 
 class RestartError(Exception):
     """The bytes already downloaded cannot be continued; empty the part file and start over at once."""
 
 
-class _Readable(Protocol):
-    def readinto(self, buffer: bytearray, /) -> int: ...
+@dataclass(frozen=True)
+class Validators:
+    """What identifies one version of a file on its server: ``ETag`` and ``Last-Modified``."""
 
-    def close(self) -> None: ...
+    etag: str | None = None
+    last_modified: str | None = None
+
+    def if_range(self) -> str | None:
+        """Return the value for ``If-Range``: a strong ETag, else Last-Modified; ``None`` if neither."""
+        if self.etag and not self.etag.startswith("W/"):  # If-Range needs a strong validator
+            return self.etag
+        return self.last_modified
 
 
 class Body:
     """The bytes of a URL from ``start`` on, as one answer delivers them; a context manager."""
 
-    def __init__(self, stream: _Readable, start: int, total_bytes: int | None, timeout_s: float) -> None:
-        """Wrap ``stream``; ``total_bytes`` is the whole file's size, ``None`` if unknown."""
+    def __init__(
+        self,
+        stream: Any,
+        start: int,
+        total_bytes: int | None,
+        timeout_s: float,
+        validators: Validators = Validators(),
+    ) -> None:
+        """Wrap ``stream`` (``readinto``, ``close``); ``total_bytes`` is the whole file's size or ``None``."""
         self.start = start
         self.total_bytes = total_bytes
+        self.validators = validators
         self._stream = stream
         self._timeout_s = timeout_s
 
@@ -70,14 +91,14 @@ class Body:
             RetryableError: if the connection stalls, is reset or is cut.
         """
         try:
-            return self._stream.readinto(buffer)
-        except TimeoutError as exc:
+            return int(self._stream.readinto(buffer))
+        except (TimeoutError, urllib3.exceptions.ReadTimeoutError) as exc:
             raise RetryableError(f"no data for {self._timeout_s:g} s (stalled transfer)") from exc
-        except (http.client.HTTPException, OSError) as exc:
+        except (urllib3.exceptions.HTTPError, requests.RequestException, OSError) as exc:
             raise RetryableError(_describe(exc, self._timeout_s)) from exc
 
     def close(self) -> None:
-        """Close the connection or file."""
+        """Close the connection or file (a connection read to its end goes back to the pool)."""
         self._stream.close()
 
     def __enter__(self) -> Body:
@@ -89,10 +110,13 @@ class Body:
         self.close()
 
 
-def open_body(url: str, offset: int, timeout_s: float) -> Body | None:
+def open_body(
+    session: requests.Session, url: str, offset: int, if_range: str | None, timeout_s: float
+) -> Body | None:
     """Ask for the bytes of ``url`` from ``offset`` on; ``None`` means the server says there are none left.
 
-    The body may start elsewhere (at 0 if the server ignores Range); the caller checks ``Body.start``.
+    The body may start elsewhere (at 0 if the server ignores Range, or if the file changed and ``if_range``
+    no longer matches it); the caller checks ``Body.start``.
 
     Raises:
         RetryableError: for failures that may pass.
@@ -101,123 +125,153 @@ def open_body(url: str, offset: int, timeout_s: float) -> Body | None:
     """
     if urllib.parse.urlsplit(url).scheme.lower() == "file":
         return _open_file(url, offset, timeout_s)
-    return _open_http(url, offset, timeout_s)
-
-
-def _open_http(url: str, offset: int, timeout_s: float) -> Body | None:
-    headers = {"Accept-Encoding": "identity", "User-Agent": USER_AGENT}
+    headers = {}
     if offset:
         headers["Range"] = f"bytes={offset}-"
+        if if_range is not None:
+            headers["If-Range"] = if_range
     try:
-        response = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout_s)
-    except urllib.error.HTTPError as exc:
-        with exc:
-            if exc.code == 416 and _is_whole(exc.headers, offset):
-                return None
-            raise _status_error(url, exc.code, str(exc.reason), exc.headers, offset) from exc
-    except urllib.error.URLError as exc:
-        raise _network_error(url, exc.reason, timeout_s) from exc
-    except (http.client.HTTPException, OSError) as exc:
-        raise _network_error(url, exc, timeout_s) from exc
+        response = session.get(url, headers=headers, stream=True, timeout=(timeout_s, timeout_s))
+    except requests.RequestException as exc:
+        raise _request_error(url, exc, timeout_s) from exc
     try:
-        start, total_bytes = _body_range(url, response)
+        return _body(url, response, offset, timeout_s)
     except BaseException:
         response.close()
         raise
-    return Body(response, start, total_bytes, timeout_s)
 
 
-def _body_range(url: str, response: Any) -> tuple[int, int | None]:
-    """Return where the body starts and the whole file's size (``None`` if unknown)."""
-    length = _to_int(response.headers.get("Content-Length"))
-    if response.status == 200:
-        return 0, length
-    if response.status == 206:
-        match = _CONTENT_RANGE.fullmatch(response.headers.get("Content-Range", "").strip())
+def _body(url: str, response: requests.Response, offset: int, timeout_s: float) -> Body | None:
+    headers = response.headers
+    validators = Validators(headers.get("ETag"), headers.get("Last-Modified"))
+    length = _to_int(headers.get("Content-Length"))
+    if response.status_code == 200:
+        return Body(_RawStream(response), 0, length, timeout_s, validators)
+    if response.status_code == 206:
+        match = _CONTENT_RANGE.fullmatch(headers.get("Content-Range", "").strip())
         if match is None:
             raise RetryableError("the server sent part of the file without a valid Content-Range")
         start = int(match[1])
-        if match[3] != "*":
-            return start, int(match[3])
-        return start, None if length is None else start + length
-    raise DownloadError(
-        f"cannot download {url}: unexpected answer HTTP {response.status} {response.reason}; check the URL"
-    )
+        total = int(match[3]) if match[3] != "*" else None if length is None else start + length
+        return Body(_RawStream(response), start, total, timeout_s, validators)
+    if response.status_code == 416 and offset:
+        match = _UNSATISFIED_RANGE.fullmatch(headers.get("Content-Range", "").strip())
+        response.close()
+        if match is not None and int(match[1]) == offset:
+            return None  # the part already holds the whole file
+        raise RestartError(f"the server cannot send bytes from {offset} on (HTTP 416)")
+    raise _status_error(url, response)
 
 
-def _is_whole(headers: Message, offset: int) -> bool:
-    """Tell whether a 416 answer says the file has exactly the ``offset`` bytes already downloaded."""
-    match = _UNSATISFIED_RANGE.fullmatch(headers.get("Content-Range", "").strip())
-    return offset > 0 and match is not None and int(match[1]) == offset
-
-
-def _status_error(url: str, code: int, reason: str, headers: Message, offset: int) -> Exception:
-    """Return the exception for an HTTP error status."""
-    if code == 416 and offset:
-        return RestartError(f"the server cannot send bytes from {offset} on (HTTP 416)")
-    if code in _RETRYABLE_STATUSES or 500 <= code < 600:
-        return RetryableError(f"HTTP {code} {reason}", _retry_after_s(headers.get("Retry-After")))
-    hint = "check the URL and whether it needs a login" if code in (401, 403) else "check the URL"
+def _status_error(url: str, response: requests.Response) -> DownloadError:
+    code, reason = response.status_code, response.reason
+    retries = getattr(response.raw, "retries", None)
+    attempts = 1 + len(retries.history) if retries is not None else 1
+    retry_after = response.headers.get("Retry-After")
+    if code in (429, 503) and retry_after is not None and attempts == 1:
+        wait = retry_after.strip()
+        wait = f"{wait} s" if wait.isdigit() else f"until {wait}"
+        return DownloadError(
+            f"cannot download {url}: HTTP {code} {reason}, and the server asks to wait {wait} before "
+            "retrying (Retry-After); run again later"
+        )
+    if attempts > 1:
+        return DownloadError(
+            f"cannot download {url}: HTTP {code} {reason} (gave up after {attempts} attempts in a row); "
+            "check the URL and the network, then run again to resume"
+        )
+    hint = "check the URL and whether it needs a login (~/.netrc)" if code in (401, 403) else "check the URL"
     return DownloadError(f"cannot download {url}: HTTP {code} {reason}; {hint}")
+
+
+def _request_error(url: str, exc: requests.RequestException, timeout_s: float) -> Exception:
+    if isinstance(exc, requests.exceptions.SSLError):
+        return DownloadError(
+            f"cannot download {url}: certificate verification failed ({_first_line(exc)}); check the URL, "
+            "the system's CA certificates or REQUESTS_CA_BUNDLE"
+        )
+    causes = list(_causes(exc))
+    if any(isinstance(c, (urllib3.exceptions.NameResolutionError, socket.gaierror)) for c in causes):
+        host = urllib.parse.urlsplit(url).hostname
+        return DownloadError(
+            f"cannot download {url}: cannot resolve host {host}; check the URL and the network"
+        )
+    if any(isinstance(c, ConnectionRefusedError) for c in causes):
+        return RefusedError("connection refused")
+    if isinstance(exc, (requests.ConnectionError, requests.Timeout)):
+        return RetryableError(_describe(exc, timeout_s))
+    return DownloadError(f"cannot download {url}: {_first_line(exc)}; check the URL")
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """Yield ``exc`` and everything it wraps: causes, contexts and the reasons urllib3 attaches."""
+    seen: set[int] = set()
+    pending: list[BaseException] = [exc]
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        linked = [current.__cause__, current.__context__, getattr(current, "reason", None), *current.args]
+        pending.extend(item for item in linked if isinstance(item, BaseException))
+
+
+class _RawStream:
+    """Read an HTTP body as it arrives on the wire, with no decoding."""
+
+    def __init__(self, response: requests.Response) -> None:
+        self._response = response
+        self._raw = response.raw
+
+    def readinto(self, buffer: bytearray) -> int:
+        data = self._raw.read(len(buffer), decode_content=False)
+        n_bytes = len(data)
+        buffer[:n_bytes] = data
+        return n_bytes
+
+    def close(self) -> None:
+        self._response.close()
 
 
 def _open_file(url: str, offset: int, timeout_s: float) -> Body:
     path = Path(urllib.request.url2pathname(urllib.parse.urlsplit(url).path))
     try:
-        stream = path.open("rb")
+        stream: IO[bytes] = path.open("rb")
     except FileNotFoundError as exc:
         raise DownloadError(f"cannot download {url}: {path} does not exist; check the path") from exc
     except OSError as exc:
         raise DownloadError(
             f"cannot download {url}: cannot read {path} ({exc.strerror}); check the path and its permissions"
         ) from exc
-    size = os.fstat(stream.fileno()).st_size
-    start = offset if offset <= size else 0
+    status = os.fstat(stream.fileno())
+    start = offset if offset <= status.st_size else 0
     stream.seek(start)
-    return Body(stream, start, size, timeout_s)
+    validators = Validators(last_modified=str(status.st_mtime_ns))
+    return Body(stream, start, status.st_size, timeout_s, validators)
 
 
-def _network_error(url: str, reason: object, timeout_s: float) -> Exception:
-    if isinstance(reason, ssl.SSLCertVerificationError):
-        return DownloadError(
-            f"cannot download {url}: certificate verification failed ({reason.verify_message}); "
-            "check the URL and the system's CA certificates"
-        )
-    return RetryableError(_describe(reason, timeout_s))
-
-
-def _describe(reason: object, timeout_s: float) -> str:
+def _describe(reason: BaseException, timeout_s: float) -> str:
     """Say in a few words why a connection failed."""
-    if isinstance(reason, TimeoutError):
-        return f"no answer within {timeout_s:g} s (timed out)"
-    if isinstance(reason, ConnectionRefusedError):
-        return "connection refused"
-    if isinstance(reason, http.client.RemoteDisconnected):
-        return "the server closed the connection without answering"
-    if isinstance(reason, ConnectionResetError):
-        return "connection reset by the server"
-    if isinstance(reason, socket.gaierror):
-        return f"cannot resolve the host name ({reason.strerror})"
-    if isinstance(reason, http.client.IncompleteRead):
-        return "connection closed mid-transfer"
+    causes = list(_causes(reason))
+    for cause in causes:
+        if isinstance(cause, (TimeoutError, urllib3.exceptions.TimeoutError, requests.Timeout)):
+            return f"no answer within {timeout_s:g} s (timed out)"
+    for cause in causes:
+        if isinstance(cause, ConnectionResetError):
+            return "connection reset by the server"
+        if isinstance(cause, urllib3.exceptions.IncompleteRead):
+            return "connection closed mid-transfer"
+        if isinstance(cause, urllib3.exceptions.ProtocolError) and "closed" in str(cause).lower():
+            return "the server closed the connection without answering"
     if isinstance(reason, OSError) and reason.strerror:
         return reason.strerror
-    text = str(reason).strip()
-    return text.splitlines()[0] if text else type(reason).__name__
+    return _first_line(reason)
 
 
-def _retry_after_s(value: str | None) -> float | None:
-    """Read Retry-After, either seconds or an HTTP date; ``None`` if absent or unreadable."""
-    if value is None:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        moment = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, moment.timestamp() - time.time())
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _to_int(value: str | None) -> int | None:

@@ -1,46 +1,53 @@
-"""Download one URL to a file: atomically, resuming, retrying, and hashing while streaming.
+"""Download one URL to a file: atomically, resuming only what can be validated, retrying, and hashing while
+streaming.
 
-Bytes go to ``<target>.<url-tag>.part`` beside the target and are renamed to it only when complete and
-verified. The part file is named after the URL, so a part of another URL is never resumed. HTTP goes
-through the standard library (``urllib.request``): it does what is needed and starts ~0.1 s faster than
-requests, which matters next to curl (see ``benchmarks/bench_download.py``).
+Bytes go to ``<target>.part`` beside the target and are renamed to it only when complete, verified and
+flushed to disk (NOTE [durable rename]).
+
+NOTE [resume]: a part file is continued only when its bytes are known to be the same version of the file
+that the server holds now:
+- bytes from the same URL with a validator (a strong ETag or Last-Modified, recorded beside the part) are
+  continued with ``Range`` and ``If-Range``. A server whose file changed sends the whole file instead, and
+  the part restarts from byte 0: a new version is never spliced onto an old one. A 206 answer whose ETag
+  differs from the recorded one (a server ignoring If-Range) restarts the part too.
+- otherwise (no validators, or a part from another mirror) only when a checksum is configured, which
+  verifies the joined bytes; a mismatch after resuming downloads the file once more from byte 0.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from emloop_ds.core.download.checksum import DEFAULT_ALGORITHM, Checksum
-from emloop_ds.core.download.part import PartFile
+import requests
+
+from emloop_ds.core.download import retry as retry_rules
+from emloop_ds.core.download.checksum import CHUNK_BYTES, DEFAULT_ALGORITHM, Checksum
+from emloop_ds.core.download.durable import fsync_folder
+from emloop_ds.core.download.part import (
+    PartFile,
+    PartOrigin,
+    part_path,
+    read_origin,
+    remove_part,
+    write_origin,
+)
 from emloop_ds.core.download.progress import FileProgress, NoProgress
-from emloop_ds.core.download.response import Body, RestartError, RetryableError, open_body
-from emloop_ds.core.errors import ChecksumError, DownloadCancelledError, DownloadError
+from emloop_ds.core.download.response import (
+    Body,
+    RefusedError,
+    RestartError,
+    RetryableError,
+    Validators,
+    open_body,
+)
+from emloop_ds.core.download.retry import RetryPolicy
+from emloop_ds.core.download.session import RetryWaits, open_session
+from emloop_ds.core.errors import ChecksumError, DownloadError
 
-__all__ = ["DEFAULT_RETRY", "DownloadOutcome", "RetryPolicy", "download_file", "part_path"]
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How often and how patiently to retry a transfer that failed for a reason that may pass."""
-
-    attempts: int = 5
-    """Attempts in a row that receive nothing; an attempt that received data resets the count."""
-    backoff_s: float = 1.0
-    """Wait before the first retry; doubled for each further one."""
-    max_backoff_s: float = 60.0
-    """The longest wait; a server asking (Retry-After) for longer fails the file at once."""
-    sleep: Callable[[float], None] | None = None
-    """Wait this long; ``None`` waits on the cancel event, so that Ctrl-C ends the wait."""
-
-
-DEFAULT_RETRY = RetryPolicy()
-"""The retry policy used when none is passed."""
+__all__ = ["Client", "DownloadOutcome", "download_file", "open_client", "part_path"]
 
 
 @dataclass(frozen=True)
@@ -53,16 +60,35 @@ class DownloadOutcome:
     """Whether bytes of an earlier attempt or run were kept rather than fetched again."""
 
 
-def part_path(target: Path, url: str) -> Path:
-    """Return the temporary file that ``url`` is downloaded to before it becomes ``target``."""
-    tag = hashlib.sha256(url.encode()).hexdigest()[:8]
-    return target.with_name(f"{target.name}.{tag}.part")
+@dataclass(frozen=True)
+class Client:
+    """What the files of one run share: the HTTP session (keep-alive), the retry waits and the timeout."""
+
+    session: requests.Session
+    waits: RetryWaits
+    timeout_s: float
+
+    def close(self) -> None:
+        """Close the session's connections."""
+        self.session.close()
+
+
+def open_client(
+    jobs: int = 1,
+    timeout_s: float = 30.0,
+    retry: RetryPolicy | None = None,
+    cancel: threading.Event | None = None,
+) -> Client:
+    """Open the client of a run of ``jobs`` parallel downloads; close it when the run ends."""
+    waits = RetryWaits(retry or retry_rules.DEFAULT_RETRY, cancel or threading.Event())
+    return Client(open_session(jobs, waits), waits, timeout_s)
 
 
 def download_file(
     url: str,
     target: Path,
     *,
+    client: Client | None = None,
     checksum: Checksum | None = None,
     timeout_s: float = 30.0,
     retry: RetryPolicy | None = None,
@@ -70,125 +96,161 @@ def download_file(
     cancel: threading.Event | None = None,
     resume: bool = True,
 ) -> DownloadOutcome:
-    """Download ``url`` to ``target``, resuming a part left by an earlier run unless ``resume`` is false.
+    """Download ``url`` to ``target``, resuming a part left earlier (NOTE [resume]) if ``resume``.
+
+    ``client`` is the run's shared client; without one, a client for this file alone is opened (and
+    ``timeout_s``, ``retry`` and ``cancel`` configure it).
 
     Raises:
         DownloadError: if the URL cannot be fetched, after retries where a retry may help.
         ChecksumError: if the bytes do not match ``checksum``; neither a part nor a final file is kept.
-        DownloadCancelledError: if ``cancel`` is set; the part file is kept for resuming.
+        DownloadCancelledError: if the run is cancelled; the part file is kept for resuming.
     """
-    part = part_path(target, url)
-    _remove_other_parts(target, keep=part if resume else None)
+    if client is None:
+        own = open_client(1, timeout_s, retry, cancel)
+        try:
+            return download_file(url, target, client=own, checksum=checksum, progress=progress, resume=resume)
+        finally:
+            own.close()
+    progress = progress or NoProgress()
+    with client.waits.reporting_to(progress):
+        return _download(url, target, client, checksum, progress, resume)
+
+
+@dataclass
+class _Continuation:
+    """What is known about the bytes in the part file, to decide whether they may be continued."""
+
+    has_checksum: bool
+    validators: Validators | None
+    """The validators of the version the part's bytes belong to, when they came from this URL."""
+    has_origin_file: bool = False
+    """Whether an origin record may lie beside the part, to be removed with it."""
+
+    def may_continue(self) -> bool:
+        is_validated = self.validators is not None and self.validators.if_range() is not None
+        return self.has_checksum or is_validated
+
+
+def _download(
+    url: str, target: Path, client: Client, checksum: Checksum | None, progress: FileProgress, resume: bool
+) -> DownloadOutcome:
+    part = part_path(target)
+    origin = read_origin(part) if resume and part.exists() else None
+    continuation = _Continuation(
+        checksum is not None, origin.validators if origin and origin.url == url else None, origin is not None
+    )
+    keep = resume and continuation.may_continue()
     algorithm = checksum.algorithm if checksum is not None else DEFAULT_ALGORITHM
-    try:
-        with PartFile(part, algorithm, resume) as part_file:
-            _fetch_with_retries(
-                url, part_file, timeout_s, retry or DEFAULT_RETRY, progress or NoProgress(), cancel
+    while True:
+        try:
+            with PartFile(part, algorithm, keep) as part_file:
+                _fetch_with_retries(url, part_file, client, progress, continuation)
+                actual = part_file.finish()
+                size_bytes, resumed = part_file.size, part_file.resumed
+        except DownloadError:
+            _remove_if_empty(part)  # a part that received nothing has nothing to resume
+            raise
+        if checksum is None or actual == checksum:
+            break
+        if not resumed:
+            remove_part(part)
+            raise ChecksumError(
+                f"checksum mismatch for {url}: expected {checksum}, got {actual.digest}; the file was not "
+                f"kept. Check {checksum.algorithm} in the config or ask the data's publisher"
             )
-            actual = part_file.finish()
-            size_bytes, resumed = part_file.size, part_file.resumed
-    except DownloadError:
-        _remove_if_empty(part)  # a part that received nothing has nothing to resume
-        raise
-    if checksum is not None and actual != checksum:
-        part.unlink(missing_ok=True)
-        raise ChecksumError(
-            f"checksum mismatch for {url}: expected {checksum}, got {actual.digest}; the file was not kept. "
-            f"Check {checksum.algorithm} in the config or ask the data's publisher"
-        )
+        progress.note("checksum mismatch after resuming; downloading the whole file again")
+        keep, continuation = False, _Continuation(True, None, continuation.has_origin_file)
     try:
-        os.replace(part, target)
+        os.replace(part, target)  # the part was flushed by finish(): NOTE [durable rename]
+        fsync_folder(target.parent)
     except OSError as exc:
         raise DownloadError(f"cannot move {part} to {target}: {exc.strerror}; check data_root") from exc
+    if continuation.has_origin_file:
+        remove_part(part)  # its origin record
     return DownloadOutcome(size_bytes, actual, resumed)
 
 
 def _remove_if_empty(part: Path) -> None:
     try:
         if part.stat().st_size == 0:
-            part.unlink()
+            remove_part(part)
     except FileNotFoundError:
         pass
 
 
-def _remove_other_parts(target: Path, keep: Path | None) -> None:
-    """Delete part files of ``target`` left by other URLs (or all of them), which can never be resumed."""
-    prefix = target.name + "."
-    for path in target.parent.glob("*.part"):
-        if path.name.startswith(prefix) and path != keep and len(path.name) == len(prefix) + 13:
-            path.unlink(missing_ok=True)
-
-
 def _fetch_with_retries(
-    url: str,
-    part: PartFile,
-    timeout_s: float,
-    retry: RetryPolicy,
-    progress: FileProgress,
-    cancel: threading.Event | None,
+    url: str, part: PartFile, client: Client, progress: FileProgress, continuation: _Continuation
 ) -> None:
-    failures = 0
+    policy = client.waits.policy
+    failures = refused = 0
     while True:
         size_before = part.size
         try:
-            _fetch_once(url, part, timeout_s, progress, cancel)
+            _fetch_once(url, part, client, progress, continuation)
             return
-        except RestartError:
+        except RestartError as exc:
+            progress.note(f"{exc}; downloading from the start")
             part.restart()  # the next request asks for the whole file
+            continuation.validators = None
+        except RefusedError as exc:
+            refused += 1
+            if refused > policy.refused_retries:
+                raise DownloadError(
+                    f"cannot download {url}: connection refused (gave up after {refused} attempts); "
+                    "check that the server is up and the URL's host and port"
+                ) from exc
+            delay_s = policy.refused_backoff_s * 2.0 ** (refused - 1)
+            client.waits.wait(exc.reason, refused, policy.refused_retries, delay_s)
         except RetryableError as exc:
             failures = 1 if part.size > size_before else failures + 1
-            if failures >= retry.attempts:
+            if failures >= policy.attempts:
                 raise DownloadError(
                     f"cannot download {url}: {exc.reason} (gave up after {failures} attempts in a row); "
                     "check the URL and the network, then run again to resume"
                 ) from exc
-            delay_s = _retry_delay(url, exc, failures, retry)
-            progress.note(f"{exc.reason}; retry {failures} of {retry.attempts - 1} in {delay_s:g} s")
-            _wait(delay_s, retry, cancel)
+            client.waits.wait(exc.reason, failures, policy.attempts - 1, policy.backoff(failures))
 
 
 def _fetch_once(
-    url: str, part: PartFile, timeout_s: float, progress: FileProgress, cancel: threading.Event | None
+    url: str, part: PartFile, client: Client, progress: FileProgress, continuation: _Continuation
 ) -> None:
-    body = open_body(url, part.size, timeout_s)
+    if part.size and not continuation.may_continue():
+        part.restart()
+    if_range = continuation.validators.if_range() if continuation.validators is not None else None
+    body = open_body(client.session, url, part.size, if_range, client.timeout_s)
     if body is None:  # the server says the part already holds the whole file
         return
     with body:
-        _align(part, body)
+        _align(part, body, continuation)
+        if body.start == 0:
+            if body.total_bytes is None or body.total_bytes > CHUNK_BYTES:
+                write_origin(part.path, PartOrigin(url, body.validators))  # for resuming (NOTE [resume])
+                continuation.has_origin_file = True
+            continuation.validators = body.validators
         progress.start(body.total_bytes, part.size)
-        part.write_from(body, progress, cancel)
+        part.write_from(body, progress, client.waits.cancel)
     if body.total_bytes is not None and part.size < body.total_bytes:
         raise RetryableError(f"connection closed after {part.size} of {body.total_bytes} bytes")
 
 
-def _align(part: PartFile, body: Body) -> None:
+def _align(part: PartFile, body: Body, continuation: _Continuation) -> None:
     """Make the part file hold exactly the bytes before the body's first byte, or fail the attempt."""
     if body.start == part.size:
+        if body.start and _has_changed(continuation.validators, body.validators):
+            raise RestartError("the file changed on the server since the part was downloaded")
         part.resumed = part.resumed or body.start > 0
     elif body.start == 0:
-        part.restart()  # the server ignored Range and sends the whole file: take it from the start
+        part.restart()  # the server ignored Range, or its file changed (If-Range): take it from the start
     elif part.size == 0:
         raise RetryableError(f"the server sent bytes from {body.start} on when asked for the whole file")
     else:
         raise RestartError(f"the server sent bytes from {body.start} on when asked from {part.size}")
 
 
-def _retry_delay(url: str, exc: RetryableError, failures: int, retry: RetryPolicy) -> float:
-    delay_s = min(retry.backoff_s * 2.0 ** (failures - 1), retry.max_backoff_s)
-    if exc.retry_after_s is None:
-        return delay_s
-    if exc.retry_after_s > retry.max_backoff_s:
-        raise DownloadError(
-            f"cannot download {url}: {exc.reason}, and the server asks to wait {exc.retry_after_s:g} s "
-            "before retrying; run again later"
-        ) from exc
-    return max(delay_s, exc.retry_after_s)
-
-
-def _wait(delay_s: float, retry: RetryPolicy, cancel: threading.Event | None) -> None:
-    if retry.sleep is not None:
-        retry.sleep(delay_s)
-    elif cancel is None:
-        time.sleep(delay_s)
-    elif cancel.wait(delay_s):
-        raise DownloadCancelledError("interrupted while waiting to retry")
+def _has_changed(known: Validators | None, answer: Validators) -> bool:
+    if known is None:
+        return False
+    if known.etag and answer.etag:
+        return known.etag != answer.etag
+    return bool(known.last_modified and answer.last_modified and known.last_modified != answer.last_modified)

@@ -1,81 +1,41 @@
-"""Wrap a dataset stream: restart it after each pass, cut fixed-size epochs, buffer batches, time reads."""
+"""Define ``StreamWrapper``, the reader-facing side of a stream: epochs by ``for`` loop, ``with``, profiling.
+
+Where the batches come from is a ``BatchSource`` (``source.py``): epoch cutting in the reader's thread
+(``epochs.py``) or a producer thread's buffer (``buffer.py``).
+"""
 
 from __future__ import annotations
 
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator, MutableMapping
-from typing import Any, Self, cast, overload
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any, Self, overload
 
-from emloop_ds.core.errors import StreamError, StreamProducerError, describe_exception
+from emloop_ds.core.stream.buffer import ThreadBuffer
+from emloop_ds.core.stream.epochs import EpochCutter
+from emloop_ds.core.stream.source import BatchSource
 from emloop_ds.core.types import Batch
 
-__all__ = ["BufferingGate", "Profile", "StreamWrapper"]
+if TYPE_CHECKING:
+    from emloop_ds.core.stream.workers import WorkerSource
+
+__all__ = ["Profile", "StreamWrapper"]
 
 Profile = MutableMapping[str, list[float]]
 """Timings in seconds by event name, such as ``read_batch_train``; a plain dict or a ``defaultdict(list)``."""
 
 _POSITIONAL_PARAMETERS = ("buffer_size", "epoch_size", "name", "profile")
-_KEYWORD_PARAMETERS = frozenset({*_POSITIONAL_PARAMETERS, "buffer", "eager"})
-
-# NOTE [buffer protocol]
-# A buffered wrapper keeps one producer thread per `with` block. One condition, `_ready`, guards the
-# buffer, the gate and `_is_producing`; the producer waits on it for a free slot, the consumer for an item.
-# - The producer waits for a free slot before it starts an item, and only it adds items, so the item it is
-#   in the middle of always finds its slot: stopping never drops a batch nor overfills the buffer.
-# - Items are batches, None for an epoch end, or a _ProducerFailure, all in stream order: a failure
-#   reaches the consumer right after the batches made before it, as soon as it asks for the next batch,
-#   and is raised there as StreamProducerError (a ChildProcessError) from the original exception.
-# - A failed producer ends itself; the consumer starts a new one when it next needs an item, so the
-#   wrapper keeps working like an unbuffered one after an error (the error is never a silent epoch end).
-# - The stream iterator and the epoch count live in the wrapper and only the running producer touches
-#   them, so consecutive `with` blocks continue the same stream.
-# - At most one thread waits on `_ready` besides the one notifying, so `notify()` wakes the right one.
-#
-# NOTE [buffer gate]
-# Gated (the default, as emloop documents it): the producer starts an item only while the gate is open,
-# that is while some thread is inside `allow_buffering` or the consumer waits on an empty buffer. The
-# gate is checked before each item, never during one: closing it does not interrupt a batch. Entries
-# nest and count, so the gate stays open until the last one leaves. Eager: the gate is ignored.
-#
-# NOTE [buffer shutdown]
-# `__exit__` sets the producer's stop event, wakes it and joins it: the producer finishes the batch it is
-# in the middle of (which stays buffered) and starts no other, so leaving `with` takes at most that long
-# and leaves no thread running. Producer threads are daemons only so that a dataset stuck inside one batch
-# cannot keep the process alive once the join itself is interrupted (a second Ctrl-C).
-
-
-class _ProducerFailure:
-    """Carry an exception from the producer thread to the consumer, in stream order."""
-
-    __slots__ = ("exception",)
-
-    def __init__(self, exception: BaseException) -> None:
-        self.exception = exception
-
-
-class BufferingGate:
-    """Allow a gated producer to prepare batches while entered; nestable, usable from any thread."""
-
-    __slots__ = ("_wrapper",)
-
-    def __init__(self, wrapper: StreamWrapper) -> None:
-        self._wrapper = wrapper
-
-    def __enter__(self) -> None:
-        self._wrapper._open_gate()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._wrapper._close_gate()
+_KEYWORD_PARAMETERS = frozenset({*_POSITIONAL_PARAMETERS, "buffer", "eager", "workers", "ordered"})
 
 
 class StreamWrapper:
     """Dataset stream wrapper which manages buffering, epoch cutting etc.
 
     It restarts the dataset stream after each pass, cuts epochs of ``epoch_size`` batches across those
-    restarts, optionally prepares up to ``buffer_size`` batches in a background thread, and records how
-    long each read waited in ``profile``. A buffered wrapper must be iterated inside ``with``::
+    restarts, optionally prepares up to ``buffer_size`` batches of the current epoch in a background
+    thread, and records how long each read waited in ``profile``. A buffered wrapper is iterated inside
+    ``with``, which runs and stops the thread (reading it before any ``with`` is a ``ValueError``)::
 
         stream = StreamWrapper(dataset.train_stream, 'train')
         for batch in stream:  # 1st epoch
@@ -97,6 +57,8 @@ class StreamWrapper:
         *,
         buffer: int = ...,
         eager: bool = False,
+        workers: int = 0,
+        ordered: bool = True,
     ) -> None: ...
 
     @overload
@@ -111,6 +73,8 @@ class StreamWrapper:
         epoch_size: int = -1,
         profile: Profile | None = None,
         eager: bool = False,
+        workers: int = 0,
+        ordered: bool = True,
     ) -> None: ...
 
     def __init__(self, stream_fn: Callable[[], Iterable[Batch]], *args: Any, **kwargs: Any) -> None:
@@ -125,31 +89,40 @@ class StreamWrapper:
             name: the stream's name; a string in second place is the name.
             profile: each batch's read time is appended to ``profile['read_batch_<name>']``.
             eager: prepare batches whenever the buffer has room instead of only during
-                ``allow_buffering``; right for streams that release the GIL.
+                ``allow_buffering``; right for streams that release the GIL. No effect with workers.
+            workers: run the stream on this many worker processes, worker ``i`` iterating
+                ``stream_fn(shard=Shard(i, workers))``; 0 (the default) reads in this process. With
+                workers, ``buffer_size`` is the number of batches in flight per worker (below 1: 2).
+            ordered: with workers, merge the shards one batch from each in turn, which is reproducible;
+                ``False`` delivers batches as they are ready.
 
         Raises:
             TypeError: if the arguments are malformed.
+            ValueError: if ``workers`` is negative.
+            ConfigError: if ``workers > 0`` and the stream is not shardable or cannot reach the workers.
         """
         options = _bind_arguments(args, kwargs)
         _check_arguments(stream_fn, options)
         self._stream_fn = stream_fn
         self._buffer_size: int = max(options.get("buffer_size", 0), 0)
-        self._epoch_size: int = options.get("epoch_size", -1)
         self._name: str | None = options.get("name")
         self._profile: Profile | None = options.get("profile")
         self._profile_key = f"read_batch_{self._name}"
-        self._is_eager: bool = options.get("eager", False)
-        self._batch_count = 0
-        self._stream: Iterator[Batch] | None = None
-        self._is_stream_fresh = False
-        self._buffer: deque[Any] = deque()
-        self._ready = threading.Condition(threading.Lock())
-        self._gate_openers = 0
         self._with_depth = 0
-        self._is_producing = False
-        self._thread: threading.Thread | None = None
-        self._stop_event: threading.Event | None = None
-        self._gate = BufferingGate(self)
+        description = self._describe()
+        # Where the batches come from (source.py): the reader's thread, a producer thread ahead of it, or
+        # worker processes (workers.py, imported only when used).
+        self._epochs = EpochCutter(stream_fn, options.get("epoch_size", -1), description)
+        self._buffer: ThreadBuffer | None = None
+        self._source: BatchSource = self._epochs
+        self._workers: WorkerSource | None = None
+        if options.get("workers", 0) > 0:
+            self._source = self._workers = _worker_source(stream_fn, options, description)
+        elif self._buffer_size > 0:
+            is_eager = options.get("eager", False)
+            self._buffer = ThreadBuffer(self._epochs.next_batch, self._buffer_size, is_eager, description)
+            self._source = self._buffer
+        self._read = self._source.next_batch  # bound once: __next__ is the per-batch path
 
     @property
     def name(self) -> str | None:
@@ -157,38 +130,51 @@ class StreamWrapper:
         return self._name
 
     @property
-    def allow_buffering(self) -> BufferingGate:
+    def allow_buffering(self) -> AbstractContextManager[None]:
         """A resource that allows the stream object to prepare batches in advance.
 
         A gated (default) buffered wrapper prepares batches only while some code is inside this resource
-        or while the consumer waits for an empty buffer, so that it does not compete with the consumer for
-        the GIL. Use it where the consumer releases the GIL::
+        or while the reader waits on an empty buffer (until it is handed its batch), so that it does not
+        compete with the reader's Python code for the GIL. Use it where the reader releases the GIL::
 
             with stream.allow_buffering:
                 call_native_backend(batch)  # blocks but releases the GIL; the next batch is prepared
 
         Entries nest. An eager or unbuffered wrapper ignores it.
         """
-        return self._gate
+        return self._source.allow_buffering
 
     def empty(self) -> bool:
         """Return whether the buffer is empty (always true without a buffer)."""
-        return not self._buffer
+        return self._source.empty()
+
+    def close(self) -> None:
+        """Stop the worker processes, if any; the wrapper cannot be read with workers afterwards.
+
+        Garbage collection and the end of the interpreter stop them too. Idempotent.
+        """
+        if self._workers is not None:
+            self._workers.close()
 
     def __enter__(self) -> Self:
-        """If buffered, start the enqueueing thread."""
-        if self._buffer_size > 0:
-            self._with_depth += 1
-            if self._with_depth == 1:
-                self._start_thread()
+        """If buffered, start the enqueueing thread (unless the epoch has ended: NOTE [buffer epochs]).
+
+        With workers, start the worker processes, or resume them.
+        """
+        self._with_depth += 1
+        if self._with_depth == 1:
+            self._source.start()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        """If buffered, terminate the enqueueing thread, keeping the buffered batches and stream position."""
-        if self._buffer_size > 0 and self._with_depth > 0:
+        """If buffered, terminate the enqueueing thread, keeping the buffered batches and stream position.
+
+        With workers, pause them: they finish the batches already asked for and keep the stream position.
+        """
+        if self._with_depth > 0:
             self._with_depth -= 1
             if self._with_depth == 0:
-                self._stop_thread()
+                self._source.stop()
 
     def __iter__(self) -> Iterator[Batch]:
         """Get stream iterator."""
@@ -201,15 +187,16 @@ class StreamWrapper:
             StopIteration: at the end of the epoch.
             StreamProducerError: if the buffer's producer failed (a ``ChildProcessError``).
             StreamError: if a fixed-size epoch cannot be filled because the stream yields nothing.
-            RuntimeError: if a buffered wrapper is iterated outside ``with``.
+            StreamNotEnteredError: if a buffered wrapper is read before it was ever entered with ``with``
+                (a ``ValueError``, as in emloop).
         """
         if self._profile is None:
-            batch = self._dequeue_batch() if self._buffer_size > 0 else self._next_batch()
+            batch = self._read()
             if batch is None:
                 raise StopIteration
             return batch
         start = time.perf_counter()
-        batch = self._dequeue_batch() if self._buffer_size > 0 else self._next_batch()
+        batch = self._read()
         if batch is None:
             raise StopIteration
         self._profile.setdefault(self._profile_key, []).append(time.perf_counter() - start)
@@ -220,158 +207,56 @@ class StreamWrapper:
             return f"stream `{self._name}`"
         return f"the stream of {getattr(self._stream_fn, '__qualname__', repr(self._stream_fn))}"
 
+    # emloop's documented private methods, kept with their meaning for code written against emloop.
+
     def _get_stream(self) -> Iterator[Batch]:
         """Possibly create and return raw dataset stream iterator."""
-        if self._stream is None:
-            stream = self._stream_fn()
-            try:
-                self._stream = iter(stream)
-            except TypeError as exc:
-                raise TypeError(
-                    f"{self._describe()}: stream_fn returned a {type(stream).__name__}, "
-                    "not an iterable of batches"
-                ) from exc
-            self._is_stream_fresh = True
-        return self._stream
+        return self._epochs.get_stream()
 
     def _epoch_limit_reached(self) -> bool:
         """Return True if the number of produced batches reached ``epoch_size`` (never without a limit)."""
-        return 0 < self._epoch_size <= self._batch_count
+        return self._epochs.epoch_limit_reached()
 
     def _next_batch(self) -> Batch | None:
-        """Return a single batch or None signaling epoch end.
-
-        The epoch ends when the stream ends and there is no epoch size, or after ``epoch_size`` batches.
-
-        Raises:
-            StreamError: if a fixed-size epoch needs batches from a stream that yields none.
-        """
-        if self._epoch_limit_reached():
-            self._batch_count = 0
-            return None
-        while True:
-            try:
-                batch = next(self._get_stream())
-            except StopIteration:
-                is_fresh, self._stream = self._is_stream_fresh, None
-                if self._epoch_size <= 0:
-                    self._batch_count = 0
-                    return None
-                if is_fresh:
-                    raise StreamError(
-                        f"{self._describe()} yielded no batches, so an epoch of {self._epoch_size} batches "
-                        "cannot be filled; make the stream yield batches"
-                    ) from None
-                continue
-            self._is_stream_fresh = False
-            self._batch_count += 1
-            return batch
-
-    def _start_thread(self) -> None:
-        """Start an enqueueing thread once the previous one, told to stop or failed, has ended."""
-        if self._thread is not None:
-            self._thread.join()  # normally done; still busy only if a Ctrl-C interrupted _stop_thread
-        stop_event = threading.Event()
-        self._thread = threading.Thread(
-            target=self._enqueue_batches,
-            args=(stop_event,),
-            name=f"emloop-ds producer of {self._describe()}",
-            daemon=True,  # NOTE [buffer shutdown]
-        )
-        self._stop_event = stop_event
-        self._is_producing = True
-        self._thread.start()
-
-    def _stop_thread(self) -> None:
-        """Stop the enqueueing thread. Keep the queue content and stream state (NOTE [buffer shutdown])."""
-        thread, stop_event = self._thread, self._stop_event
-        if thread is None or stop_event is None:
-            return
-        with self._ready:
-            stop_event.set()
-            self._ready.notify()
-        thread.join()
-        self._thread = self._stop_event = None
-
-    def _enqueue_batches(self, stop_event: threading.Event) -> None:
-        """Enqueue the stream's batches and None at each epoch end until ``stop_event`` is set.
-
-        The producer never raises: an exception ends it after being handed to the consumer in stream
-        order (NOTE [buffer protocol]).
-        """
-        failure = None
-        try:
-            with self._ready:
-                may_produce = self._wait_for_slot(stop_event)
-            while may_produce:
-                item = self._next_batch()
-                with self._ready:
-                    self._buffer.append(item)
-                    self._ready.notify()
-                    may_produce = self._wait_for_slot(stop_event)
-        # Even SystemExit must reach the consumer rather than end the thread quietly.
-        except BaseException as exc:
-            failure = _ProducerFailure(exc)
-        with self._ready:
-            if failure is not None:
-                self._buffer.append(failure)
-            self._is_producing = False
-            self._ready.notify()
-
-    def _wait_for_slot(self, stop_event: threading.Event) -> bool:
-        """Wait, holding ``_ready``, until the producer may start an item; return False once told to stop."""
-        while not stop_event.is_set():
-            if len(self._buffer) < self._buffer_size and (self._is_eager or self._gate_openers > 0):
-                return True
-            self._ready.wait()  # NOTE [buffer gate]
-        return False
+        """Return a single batch read in this thread, or None signaling epoch end."""
+        return self._epochs.next_batch()
 
     def _dequeue_batch(self) -> Batch | None:
-        """Return a single batch from queue or None signaling epoch end.
+        """Return a single batch from queue or None signaling epoch end."""
+        return self._thread_buffer().next_batch()
 
-        Raises:
-            ChildProcessError: a ``StreamProducerError`` caused by the producer's exception.
-            RuntimeError: if used outside ``with``.
-        """
-        if self._with_depth == 0:
-            raise RuntimeError(
-                f"{self._describe()} has a buffer of {self._buffer_size} batches, so it must be iterated "
-                "inside `with stream:`, which runs and stops its producer thread; wrap the loop in it"
-            )
-        with self._ready:
-            if not self._buffer:
-                self._wait_for_item()
-            item = self._buffer.popleft()
-            self._ready.notify()
-        if type(item) is _ProducerFailure:
-            cause = describe_exception(item.exception)
-            raise StreamProducerError(
-                f"{self._describe()} failed in its buffer's producer thread: {cause}"
-            ) from item.exception
-        return cast("Batch | None", item)
+    def _enqueue_batches(self, stop_event: threading.Event) -> None:
+        """Enqueue the rest of the epoch and its end here, unless ``stop_event`` is set first."""
+        self._thread_buffer()._enqueue_batches(stop_event)
 
-    def _wait_for_item(self) -> None:
-        """Wait, holding ``_ready``, for an item, keeping the gate open meanwhile (NOTE [buffer gate])."""
-        self._gate_openers += 1
-        self._ready.notify()
-        try:
-            while not self._buffer:
-                if not self._is_producing:  # the last producer failed (NOTE [buffer protocol])
-                    self._start_thread()
-                self._ready.wait()
-        finally:
-            self._gate_openers -= 1
+    def _start_thread(self) -> None:
+        """Start an enqueueing thread."""
+        self._thread_buffer()._start_thread()
 
-    def _open_gate(self) -> None:
-        if self._buffer_size > 0 and not self._is_eager:
-            with self._ready:
-                self._gate_openers += 1
-                self._ready.notify()
+    def _stop_thread(self) -> None:
+        """Stop the enqueueing thread. Keep the queue content and stream state."""
+        self._thread_buffer()._stop_thread()
 
-    def _close_gate(self) -> None:
-        if self._buffer_size > 0 and not self._is_eager:
-            with self._ready:
-                self._gate_openers -= 1
+    def _thread_buffer(self) -> ThreadBuffer:
+        if self._buffer is None:
+            raise RuntimeError(f"{self._describe()} has no buffer: pass buffer_size of 1 or more")
+        return self._buffer
+
+
+def _worker_source(
+    stream_fn: Callable[..., Iterable[Batch]], options: dict[str, Any], description: str
+) -> WorkerSource:
+    """Check the stream for workers and return the source that will run it on them."""
+    from emloop_ds.core.stream.workers import DEFAULT_BUFFER_SIZE, WorkerSource, stream_spec
+
+    buffer_size = options.get("buffer_size", 0)
+    return WorkerSource(
+        stream_spec(stream_fn, description),
+        options["workers"],
+        ordered=options.get("ordered", True),
+        buffer_size=buffer_size if buffer_size > 0 else DEFAULT_BUFFER_SIZE,
+        epoch_size=options.get("epoch_size", -1),
+    )
 
 
 def _bind_arguments(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -417,8 +302,14 @@ def _check_arguments(stream_fn: object, options: dict[str, Any]) -> None:
         value = options.get(key)
         if value is not None and not isinstance(value, expected):
             raise TypeError(f"StreamWrapper() {key} must be {description}, not {type(value).__name__}")
-    eager = options.get("eager", False)
-    if not isinstance(eager, bool):
-        raise TypeError(f"StreamWrapper() eager must be a bool, not {type(eager).__name__}")
-    if eager and options.get("buffer_size", 0) < 1:
+    for key in ("eager", "ordered"):
+        value = options.get(key, False)
+        if not isinstance(value, bool):
+            raise TypeError(f"StreamWrapper() {key} must be a bool, not {type(value).__name__}")
+    workers = options.get("workers", 0)
+    if not isinstance(workers, int) or isinstance(workers, bool):
+        raise TypeError(f"StreamWrapper() workers must be an int, not {type(workers).__name__}")
+    if workers < 0:
+        raise ValueError(f"StreamWrapper() workers must be 0 (read in this process) or more, not {workers}")
+    if options.get("eager", False) and options.get("buffer_size", 0) < 1 and workers == 0:
         raise TypeError("StreamWrapper() eager=True needs a buffer: pass buffer_size of 1 or more")
