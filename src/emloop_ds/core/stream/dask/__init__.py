@@ -3,6 +3,6 @@
 Nothing here imports Dask until an engine is created, so that Dask stays an optional extra.
 """
 
-from emloop_ds.core.stream.dask.engine import DaskEngine
+from emloop_ds.core.stream.dask.engine import DaskEngine, dask_engine_starter
 
-__all__ = ["DaskEngine"]
+__all__ = ["DaskEngine", "dask_engine_starter"]

@@ -66,7 +66,11 @@ class ShardActor:
     """
 
     def __init__(self, spec: StreamSpec, index: int, count: int, shipped_file: str | None) -> None:
-        """Remember the stream and, if code was shipped, put its archive first on the import path."""
+        """Remember the stream and, if code was shipped, put its archive last on the import path.
+
+        Last, so that a worker that can import the dataset's module itself (on the same machine, or from
+        a shared folder) uses it, with the data files beside it; the shipped copy serves the others.
+        """
         from distributed import get_worker
 
         worker = get_worker()
@@ -74,7 +78,7 @@ class ShardActor:
         if shipped_file is not None:
             archive = str(Path(worker.local_directory) / shipped_file)
             if archive not in sys.path:
-                sys.path.insert(0, archive)
+                sys.path.append(archive)
         self._spec = spec
         self._index = index
         self._count = count

@@ -27,16 +27,17 @@ import queue
 import uuid
 import weakref
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from emloop_ds.core.errors import StreamError, describe_exception
+from emloop_ds.core.errors import ConfigError, StreamError, describe_exception
 from emloop_ds.core.stream.dask.actor import END, Chunk, RemoteFailure, ShardActor
-from emloop_ds.core.stream.dask.cluster import DaskSession, open_session
+from emloop_ds.core.stream.dask.cluster import INSTALL_HINT, DaskSession, open_session
 from emloop_ds.core.stream.dask.shipping import ship_code
-from emloop_ds.core.stream.engine import ShardEnd, ShardFailure, ShardItem, StreamSpec
+from emloop_ds.core.stream.engine import ShardEnd, ShardEngine, ShardFailure, ShardItem, StreamSpec
 
-__all__ = ["DaskEngine"]
+__all__ = ["DaskEngine", "dask_engine_starter"]
 
 _CALLS_IN_FLIGHT = 2
 _WATCH_INTERVAL_S = 0.25
@@ -99,6 +100,7 @@ class DaskEngine:
         self._token = uuid.uuid4().hex[:8]
         self._plugins: list[str] = []
         self._session = open_session(scheduler, shard_count, scheduler_timeout_s)
+        self._label = self._session.label
         self._finalizer = weakref.finalize(self, _release, self._session, self._shards, self._plugins)
         try:
             self._shipped_file = ship_code(self._session.client, spec)
@@ -117,7 +119,7 @@ class DaskEngine:
     @property
     def scheduler(self) -> str:
         """Return the scheduler's address, or ``local`` for the LocalCluster this engine started."""
-        return self._session.label if self._session is not None else "closed"
+        return self._label
 
     def start_pass(self, shard: int, epoch: int) -> None:
         """Restart ``shard`` for pass ``epoch`` with no credit, on a new actor if its worker was lost."""
@@ -283,6 +285,25 @@ class DaskEngine:
             ) from exc
         for state in placed:
             state.address = next(iter(holders.get(state.actor_future.key, ())), "(unknown address)")
+
+
+def dask_engine_starter(
+    scheduler: str | Any | None, scheduler_timeout_s: float
+) -> Callable[[StreamSpec, int], ShardEngine]:
+    """Return what starts a ``DaskEngine`` of N shards later (on the wrapper's first ``with``).
+
+    Raises:
+        ConfigError: now, if Dask is not installed, without importing it.
+    """
+    import importlib.util
+
+    if importlib.util.find_spec("distributed") is None:
+        raise ConfigError(f"engine='dask' needs Dask distributed, which is not installed: {INSTALL_HINT}")
+
+    def start(spec: StreamSpec, shard_count: int) -> ShardEngine:
+        return DaskEngine(spec, shard_count, scheduler=scheduler, scheduler_timeout_s=scheduler_timeout_s)
+
+    return start
 
 
 def _release(session: DaskSession, shards: list[_ShardState], plugins: list[str]) -> None:
