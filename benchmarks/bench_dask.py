@@ -4,8 +4,8 @@ Run with ``python benchmarks/bench_dask.py`` (needs ``pip install 'emloop-ds[das
 the median of 5 runs in this process; the targets come from issue 10. The producer reports its own busy
 time with each batch, so the speed-up is measured against the ideal of the same run (MEASUREMENTS.md).
 
-Until the merge logic of issue 8 is on main, a small driver here plays the reader's side of the shard
-protocol: round-robin over the shards, ``BUFFER`` credits per shard, one more per batch received.
+Every figure is measured through ``StreamWrapper(..., workers=2)`` with ``engine="dask"`` (a LocalCluster
+started by the wrapper) beside ``engine="processes"``, the variants interleaved run by run.
 """
 
 from __future__ import annotations
@@ -18,11 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from emloop_ds.core.stream.dask import DaskEngine
-from emloop_ds.core.stream.engine import ShardEnd, ShardFailure, StreamSpec
-from emloop_ds.core.stream.shard import Shard
+from emloop_ds import Shard, StreamWrapper
 
 RUNS = 5
+ENGINES = ("dask", "processes")
 WORKERS = 2
 SPIN_BATCHES = 400
 SPIN_S = 0.010
@@ -72,71 +71,66 @@ def large_stream(batches: int, shard: Shard) -> Iterator[dict[str, Any]]:
         yield {"x": array}
 
 
-def read_epoch(engine: DaskEngine, epoch: int, buffer: int) -> list[Any]:
-    """Read one pass of every shard round-robin, as the ordered merge does; return the batches."""
-    batches = []
-    live = list(range(engine.shard_count))
-    for shard in live:
-        engine.start_pass(shard, epoch)
-        engine.grant(shard, buffer)
-    while live:
-        for shard in list(live):
-            _, item = engine.receive(shard)
-            if isinstance(item, ShardFailure):
-                raise RuntimeError(f"shard {shard} failed on {item.where}") from item.error
-            if isinstance(item, ShardEnd):
-                live.remove(shard)
-            else:
-                batches.append(item)
-                engine.grant(shard, 1)
-    return batches
+def read_epoch(wrapper: StreamWrapper) -> list[Any]:
+    """Read one epoch of a wrapper that is inside ``with``; return the batches."""
+    return list(wrapper)
 
 
-def spec_of(stream: Any, *arguments: int) -> StreamSpec:
-    return StreamSpec(stream.__name__, function=functools.partial(stream, *arguments))
+def wrapper_of(stream: Any, *arguments: int, engine: str = "dask", buffer: int = 2) -> StreamWrapper:
+    """Return a StreamWrapper running ``stream`` on WORKERS shards with ``engine``."""
+    stream_fn = functools.partial(stream, *arguments)
+    return StreamWrapper(stream_fn, "bench", workers=WORKERS, engine=engine, buffer_size=buffer)  # type: ignore[call-overload]
 
 
 def measure_speedup() -> None:
-    engine = DaskEngine(spec_of(spin_stream, SPIN_BATCHES, calibrate_spin()), WORKERS)
+    iterations = calibrate_spin()
+    wrappers = {
+        engine: wrapper_of(spin_stream, SPIN_BATCHES, iterations, engine=engine) for engine in ENGINES
+    }
+    ratios: dict[str, list[float]] = {engine: [] for engine in ENGINES}
     try:
-        read_epoch(engine, 0, 2)  # warm: the workers import and unpickle the stream
-        ratios = []
-        for epoch in range(1, RUNS + 1):
-            start = time.perf_counter()
-            batches = read_epoch(engine, epoch, 2)
-            wall = time.perf_counter() - start
-            ratios.append(sum(batch["busy_s"][0] for batch in batches) / wall)
+        for wrapper in wrappers.values():
+            wrapper.__enter__()
+            read_epoch(wrapper)  # warm: the workers import and unpickle the stream
+        for _ in range(RUNS):  # interleave the engines
+            for engine, wrapper in wrappers.items():
+                start = time.perf_counter()
+                batches = read_epoch(wrapper)
+                wall = time.perf_counter() - start
+                ratios[engine].append(sum(batch["busy_s"][0] for batch in batches) / wall)
     finally:
-        engine.close()
-    print(
-        f"GIL-bound producer {SPIN_S * 1000:g} ms/batch, {WORKERS} workers, {SPIN_BATCHES} batches, warm: "
-        f"producers' busy / wall = {statistics.median(ratios):.2f}x (target >= 1.6x; "
-        f"runs {', '.join(f'{ratio:.2f}' for ratio in ratios)})"
-    )
+        for wrapper in wrappers.values():
+            wrapper.close()
+    for engine in ENGINES:
+        print(
+            f"GIL-bound producer {SPIN_S * 1000:g} ms/batch, {WORKERS} workers, {SPIN_BATCHES} batches, "
+            f"warm, {engine}: producers' busy / wall = {statistics.median(ratios[engine]):.2f}x "
+            f"(target >= 1.6x for dask; runs {', '.join(f'{ratio:.2f}' for ratio in ratios[engine])})"
+        )
 
 
 def measure_first_batch() -> None:
-    times = []
+    times: dict[str, list[float]] = {engine: [] for engine in ENGINES}
     for _ in range(RUNS):
-        start = time.perf_counter()
-        engine = DaskEngine(spec_of(trivial_stream, 10), WORKERS)
-        try:
-            engine.start_pass(0, 0)
-            engine.grant(0, 1)
-            engine.receive(0)
-            times.append(time.perf_counter() - start)
-        finally:
-            engine.close()
-    print(
-        f"constructing the engine to the first batch, LocalCluster of {WORKERS} started: "
-        f"{statistics.median(times):.2f} s (target <= 2 s; runs {', '.join(f'{t:.2f}' for t in times)})"
-    )
+        for engine in ENGINES:
+            start = time.perf_counter()
+            wrapper = wrapper_of(trivial_stream, 10, engine=engine)
+            try:
+                with wrapper:
+                    next(wrapper)
+                    times[engine].append(time.perf_counter() - start)
+            finally:
+                wrapper.close()
+    for engine in ENGINES:
+        print(
+            f"constructing the wrapper to the first batch, {engine} with {WORKERS} workers started: "
+            f"{statistics.median(times[engine]):.2f} s (target <= 2 s for dask; "
+            f"runs {', '.join(f'{t:.2f}' for t in times[engine])})"
+        )
 
 
 def measure_in_process() -> None:
-    """Time the same trivial and 4 MB streams read in the reader's process, unbuffered and buffered."""
-    from emloop_ds import StreamWrapper
-
+    """Time the same trivial stream read in the reader's process, unbuffered and buffered."""
     results: dict[int, list[float]] = {}
     stream_fn = functools.partial(trivial_stream, TRIVIAL_BATCHES, shard=Shard(0, 1))
     for _ in range(RUNS):
@@ -151,35 +145,37 @@ def measure_in_process() -> None:
         print(f"{label:<34} trivial batches {trivial_us:7.1f} us/batch   (arrays are passed, not copied)")
 
 
-def print_transfer(label: str, trivial_walls: list[float], large_walls: list[float]) -> None:
-    trivial_us = statistics.median(trivial_walls) / TRIVIAL_BATCHES * 1e6
-    large_mb_s = LARGE_BATCHES * LARGE_BYTES / statistics.median(large_walls) / 1e6
-    print(f"{label:<34} trivial batches {trivial_us:7.1f} us/batch   {LARGE_BYTES >> 20} MB batches "
-          f"{large_mb_s:7.0f} MB/s")  # fmt: skip
-
-
 def measure_transfer() -> None:
-    engines = {
-        "trivial": DaskEngine(spec_of(trivial_stream, TRIVIAL_BATCHES), WORKERS),
-        "large": DaskEngine(spec_of(large_stream, LARGE_BATCHES), WORKERS),
+    variants = [(engine, buffer) for engine in ENGINES for buffer in (2, 16)]
+    wrappers = {
+        (engine, buffer, name): wrapper_of(stream, batches, engine=engine, buffer=buffer)
+        for engine, buffer in variants
+        for name, stream, batches in (
+            ("trivial", trivial_stream, TRIVIAL_BATCHES),
+            ("large", large_stream, LARGE_BATCHES),
+        )
     }
+    results: dict[tuple[str, int, str], list[float]] = {key: [] for key in wrappers}
     try:
-        for engine in engines.values():
-            read_epoch(engine, 0, 2)
-        results: dict[tuple[str, int], list[float]] = {}
-        for run in range(RUNS):  # interleave the variants
-            for buffer in (2, 16):
-                for name, engine in engines.items():
-                    start = time.perf_counter()
-                    read_epoch(engine, run + 1, buffer)
-                    results.setdefault((name, buffer), []).append(time.perf_counter() - start)
+        for wrapper in wrappers.values():
+            wrapper.__enter__()
+            read_epoch(wrapper)
+        for _ in range(RUNS):  # interleave the variants
+            for key, wrapper in wrappers.items():
+                start = time.perf_counter()
+                read_epoch(wrapper)
+                results[key].append(time.perf_counter() - start)
     finally:
-        for engine in engines.values():
-            engine.close()
-    for buffer in (2, 16):
-        label = f"Dask, {WORKERS} workers, buffer {buffer}"
-        print_transfer(label, results[("trivial", buffer)], results[("large", buffer)])
-    print("worker-process engine: not on main yet, measured by benchmarks/bench_workers.py once it is")
+        for wrapper in wrappers.values():
+            wrapper.close()
+    for engine, buffer in variants:
+        trivial_us = statistics.median(results[(engine, buffer, "trivial")]) / TRIVIAL_BATCHES * 1e6
+        large_mb_s = LARGE_BATCHES * LARGE_BYTES / statistics.median(results[(engine, buffer, "large")]) / 1e6
+        label = f"{engine}, {WORKERS} workers, buffer {buffer}"
+        print(
+            f"{label:<34} trivial batches {trivial_us:7.1f} us/batch"
+            f"   {LARGE_BYTES >> 20} MB batches {large_mb_s:7.0f} MB/s"
+        )
 
 
 def main() -> None:
