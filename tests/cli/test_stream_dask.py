@@ -106,13 +106,16 @@ def test_ctrl_c_exits_130_and_leaves_no_cluster_process(tmp_path: Path) -> None:
         seen = read_until(process.stderr.fileno(), 2, b"streaming")  # both shards are producing
         family = descendants(process.pid)
         os.killpg(process.pid, signal.SIGINT)
+        interrupted = time.perf_counter()
         stdout, stderr = process.communicate(timeout=60)
+        waited_s = time.perf_counter() - interrupted
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
     assert len(family) >= 2  # the LocalCluster's worker processes
     assert process.returncode == 130
+    assert waited_s < 15  # promptly: closing a LocalCluster takes about a second; the CPU is shared
     assert b"train stream (interrupted by Ctrl-C)" in stdout
     assert b"Traceback" not in seen + stderr
     assert wait_for_exit(family) == []
