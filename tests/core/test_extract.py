@@ -25,6 +25,7 @@ from emloop_ds.core.download.extract import (
     extract_archive,
     find_damaged,
     parse_size,
+    remove_stale_staging,
 )
 from emloop_ds.core.download.extracted_record import read_record
 from emloop_ds.core.download.unpack import SizeBound, write_member
@@ -233,27 +234,32 @@ def test_extracted_files_are_returned_and_recorded_with_their_hashes(tmp_path: P
     assert not (_state(data_root) / "staging").exists()
 
 
-@pytest.mark.parametrize(
-    "members",
-    [
-        [("file", ".emloop-ds/manifest.json", b"{}")],
-        [("file", "./.emloop-ds/locks/x.lock", b"")],
-        [("file", ".EMLOOP-DS/manifest.json", b"{}")],  # case-insensitive file systems
-        [("dir", ".emloop-ds", "")],
-        [("symlink", "state", ".emloop-ds"), ("file", "ok.txt", b"")],
+STATE_FOLDER_MEMBERS = {  # case: (members, the member refused)
+    "file": ([("file", ".emloop-ds/manifest.json", b"{}")], ".emloop-ds/manifest.json"),
+    "dot-slash": ([("file", "./.emloop-ds/locks/x.lock", b"")], "./.emloop-ds/locks/x.lock"),
+    "other case": ([("file", ".EMLOOP-DS/manifest.json", b"{}")], ".EMLOOP-DS/manifest.json"),
+    "folder": ([("dir", ".emloop-ds", "")], ".emloop-ds"),
+    "link to it": ([("symlink", "state", ".emloop-ds"), ("file", "ok.txt", b"")], "state"),
+    "through a link": (
         [("symlink", "set/up", ".."), ("file", "set/up/.emloop-ds/manifest.json", b"{}")],
-    ],
-)
+        "set/up/.emloop-ds/manifest.json",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", STATE_FOLDER_MEMBERS)
 def test_member_under_the_state_folder_is_refused_with_its_name(
-    tmp_path: Path, data_root: Path, members: list[tuple[str, str, str | bytes]]
+    tmp_path: Path, data_root: Path, case: str
 ) -> None:
+    members, refused = STATE_FOLDER_MEMBERS[case]
     _state(data_root).mkdir()
     (_state(data_root) / "manifest.json").write_text("ours")
     archive = _tar(tmp_path / "evil.tar", ("file", "set/first.txt", b"safe"), *members)
     with pytest.raises(ExtractionError) as caught:
         _extract(archive, data_root)
-    refused = members[-1][1] if members[-1][1] != "ok.txt" else members[0][1]
-    assert f"member {refused!r} is inside .emloop-ds/" in str(caught.value)
+    assert f"member {refused!r} is inside .emloop-ds/, the folder where emloop-ds keeps its state" in str(
+        caught.value
+    )
     assert _tree(data_root) == set()
     assert (_state(data_root) / "manifest.json").read_text() == "ours"
 
@@ -481,7 +487,6 @@ def test_an_archive_of_2000_members_is_extracted_checked_and_restored(
     assert find_damaged(data_root, files) == lost
     assert extract_archive(archive, data_root, max_bytes=10**9, only=[file.path for file in lost]) == files
     assert find_damaged(data_root, files) == []
-    assert _extract(archive, data_root) == files  # again, over its own files
 
 
 def test_zip_members_are_hashed_and_restored_alone(tmp_path: Path, data_root: Path) -> None:
@@ -507,3 +512,33 @@ def test_a_folder_where_a_file_was_counts_as_damaged(tmp_path: Path, data_root: 
     (data_root / "set" / "a").unlink()
     (data_root / "set" / "a").mkdir()
     assert find_damaged(data_root, files) == files
+
+
+def test_a_roll_back_the_file_system_refuses_is_kept_and_finished_by_the_next_run(
+    tmp_path: Path, data_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    archive = _tar(tmp_path / "set.tar", *[("file", f"set/{n:02}.txt", b"data") for n in range(20)])
+    real_link = os.link
+    links = []
+
+    def link_until_the_disk_is_full(*args: Any, **kwargs: Any) -> None:
+        links.append(args)
+        if len(links) == 10:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_link(*args, **kwargs)
+
+    def refuse_unlink(*args: Any, **kwargs: Any) -> None:
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(os, "link", link_until_the_disk_is_full)
+    monkeypatch.setattr(os, "unlink", refuse_unlink)
+    with pytest.raises(ExtractionError, match="No space left on device"):
+        _extract(archive, data_root)
+    monkeypatch.undo()
+    assert len(_tree(data_root / "set")) == 9  # placed, and not yet removed
+    [kept] = (_state(data_root) / "staging").iterdir()
+    assert (kept / "journal.json").is_file()
+    remove_stale_staging("set.tar", _state(data_root) / "staging")  # what the next extraction does first
+    assert _tree(data_root) == set()
+    assert not (_state(data_root) / "staging").exists()
+    assert len(_extract(archive, data_root)) == 20

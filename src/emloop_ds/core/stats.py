@@ -49,7 +49,7 @@ class Histogram:
 
 @dataclass(frozen=True)
 class SourceStats:
-    """The statistics of one source; a figure that does not apply (or found no value) is ``None``.
+    """The statistics of one source; a figure that does not apply, found no value or overflows is ``None``.
 
     ``std`` is the population standard deviation (numpy's default, ``ddof=0``). ``values`` maps each
     value to its count, in ascending order of value, for sources of at most ``MAX_DISTINCT_VALUES``
@@ -153,12 +153,17 @@ class StatsTally:
         """Return the statistics, with the histogram that pass two filled."""
         numeric = self.is_numeric and self.moments.count > 0
         return SourceStats(
-            mean=self.moments.mean if numeric else None,
-            std=self.moments.std if numeric else None,
+            mean=_finite_or_none(self.moments.mean) if numeric else None,
+            std=_finite_or_none(self.moments.std) if numeric else None,
             histogram=histogram if numeric else None,
             values=None if self.values is None else dict(sorted(self.values.items())),
             count=self.moments.count if self.is_numeric else 0,
         )
+
+
+def _finite_or_none(value: float | None) -> float | None:
+    # Values near ±1e308 overflow the sums of float64: such a figure is unknown, not infinite.
+    return value if value is not None and math.isfinite(value) else None
 
 
 _KINDS = {"b": "bool", "i": "int", "u": "int", "f": "float", "U": "str"}

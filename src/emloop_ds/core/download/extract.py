@@ -10,6 +10,17 @@ again when next asked. No staging folder outlives its extraction, or the next on
 Extractions of the same archive must not overlap (the caller holds the archive's lock); extractions of
 different archives may, from threads or processes.
 
+NOTE [ownership index]: which files in ``data_root`` belong to which archive is kept per archive, in one
+small JSON record, ``.emloop-ds/extracted/<archive>.json``, listing every file it put there (path, size,
+sha256) and the id of the extraction run that wrote it. Writing it (atomically, fsynced) is the moment the
+archive counts as extracted. An extraction reads only its own record: a path in it is the archive's own
+earlier file, which it may replace; any other file in the way belongs to someone else. Only to name that
+someone in the error does it read the other records. So the usual cost is one record, whatever the number
+of archives and members (no shared index to read or rewrite per file, which would make n archives cost
+n²), and concurrent extractions of different archives never write the same file. Two archives racing for
+one path are decided by the file system: a file is placed with ``os.link``, which never replaces one.
+The downloader may keep the returned list in its per-file state too; this record is what extraction trusts.
+
 NOTE [identical files]: a member whose path already holds a file that the archive did not put there
 earlier fails the archive, unless that file has the member's exact content (size and sha256): two
 archives that both ship ``mnist/LICENSE`` are common and lose nothing by sharing it, so it is accepted
@@ -128,8 +139,8 @@ def extract_archive(
         )
     state_dir = data_root / STATE_DIR
     previous = read_record(state_dir, archive.name)
-    if only is not None and not only and previous is not None:
-        return sorted(previous.files.values(), key=lambda file: file.path)
+    if only is not None and not only:  # nothing to restore
+        return [] if previous is None else sorted(previous.files.values(), key=lambda file: file.path)
     try:
         staging.remove_stale_staging(state_dir, archive.name)
         with staging.open_staging(state_dir, archive.name) as folder:
@@ -161,11 +172,17 @@ def remove_stale_staging(archive_name: str, staging_parent: Path) -> None:
 
 
 def _extract_staged(
-    archive: Path, kind: str, root: Path, staging: Path, max_bytes: int, only: Collection[str] | None
+    archive: Path,
+    kind: str,
+    root: Path,
+    folder: staging.StagingFolder,
+    max_bytes: int,
+    only: Collection[str] | None,
 ) -> list[ExtractedFile]:
     state_dir = root / STATE_DIR
+    staging_path = folder.path
     wanted = None if only is None else set(only)
-    tree = staging / "tree"
+    tree = staging_path / "tree"
     tree.mkdir()
     written = unpack_archive(archive, kind, tree, max_bytes=max_bytes, only=wanted, reserved=STATE_DIR)
     files, folders = list_staged(tree, written, wanted)
@@ -177,15 +194,16 @@ def _extract_staged(
         )
     previous = read_record(state_dir, archive.name)
     earlier = {} if previous is None else previous.files
-    merge = TreeMerge(archive.name, tree, root, state_dir, staging / "backup")
+    merge = TreeMerge(archive.name, tree, root, state_dir, staging_path / "backup")
     journal = merge.plan(uuid.uuid4().hex, files, folders, earlier.keys() | (wanted or set()))
     kept = files if wanted is None else {**earlier, **files}
     try:
-        write_journal(staging, journal)
+        write_journal(staging_path, journal)
         merge.apply(journal, files)
         write_record(state_dir, archive.name, journal.run, kept.values())
     except BaseException as exc:
-        merge.roll_back(journal)
+        folder.is_kept = True  # with its journal, until the roll-back is complete (NOTE [staging locks])
+        folder.is_kept = not merge.roll_back(journal)
         if isinstance(exc, OSError):
             raise _merge_error(archive.name, exc) from exc
         raise

@@ -1,13 +1,7 @@
 """Keep, per archive, the record of the files it extracted: which paths in ``data_root`` are its own.
 
-NOTE [ownership index]: each archive has one small JSON record, ``.emloop-ds/extracted/<archive>.json``,
-listing every file it put into ``data_root`` (path, size, sha256) and the id of the extraction run that
-wrote it. Writing it (atomically, fsynced) is the moment an extraction counts as done. An extraction reads
-only its own record: a path in it is the archive's own earlier file, which it may replace; any other file in
-the way is someone else's. Only to name that someone in the error does it read the other records, so the
-usual cost is one record of its own, whatever the number of archives, and concurrent extractions of
-different archives never write the same record file. (Extractions of the same archive are serialised by
-the caller's lock on that archive.)
+See NOTE [ownership index] in ``extract``: one small record per archive,
+``.emloop-ds/extracted/<archive>.json``, is the index that tells an archive's own files from others'.
 """
 
 from __future__ import annotations
@@ -101,7 +95,9 @@ def write_json_durably(path: Path, data: Any) -> None:
     Raises:
         OSError: if it cannot be written; no temporary file is left behind.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.parent.is_dir():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fsync_folder(path.parent.parent)  # the new folder's own name
     descriptor, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     temporary = Path(name)
     try:

@@ -15,6 +15,7 @@ fsynced before they are placed (``unpack``), folders after.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -174,8 +175,13 @@ class TreeMerge:
         for folder in sorted(changed):
             fsync_folder(folder)
 
-    def roll_back(self, journal: MergeJournal) -> None:
-        """Undo what ``journal`` planned and was done, as far as the file system lets us (best effort)."""
+    def roll_back(self, journal: MergeJournal) -> bool:
+        """Undo what ``journal`` planned and was done; return whether all of it could be undone.
+
+        What the file system refuses is skipped, so that the rest is still undone; the caller then keeps
+        the journal for a later attempt.
+        """
+        is_complete = True
         for placement in reversed(journal.placements):
             target = self._root / placement.path
             backup = self._backup / placement.path
@@ -190,12 +196,19 @@ class TreeMerge:
                 elif inode == placement.inode:
                     os.unlink(target)
             except OSError:
-                continue  # a folder in the way or no permission: the rest is still undone
+                is_complete = False
         for folder in reversed(journal.folders):
             try:
                 os.rmdir(self._root / folder)
             except OSError:
                 continue  # another archive put files there meanwhile: the folder is theirs too
+        if is_complete:
+            with contextlib.suppress(OSError):  # make the undoing durable before the journal goes
+                for folder in {
+                    str(self._root / place.path).rpartition("/")[0] for place in journal.placements
+                }:
+                    fsync_folder(folder)
+        return is_complete
 
     def _needs_folder(self, folder: str) -> bool:
         target = self._root / folder

@@ -4,7 +4,8 @@ NOTE [staging locks]: a live extraction holds an exclusive ``flock`` on its stag
 (``.emloop-ds/staging/<archive>.<id>.extracting``) until the folder is removed; the system drops it when
 the process dies, however it dies. So a staging folder whose lock can be taken is stale: its extraction
 was killed. Every extraction first undoes the stale folders (rolling back a merge that its journal shows
-was under way and not committed, NOTE [merge journal]) and removes them: those of its own archive, waiting
+was under way and not committed, NOTE [merge journal]) and removes them (one whose roll-back the file
+system refused in part is kept, journal and all, for the next attempt): those of its own archive, waiting
 for any other process that is doing the same, and those of other archives that nobody holds, so that a
 killed run leaves nothing behind even if that archive is never extracted again. A new folder is locked
 before it is used and checked to still exist then, since a sweep may have taken it in between.
@@ -17,31 +18,42 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from emloop_ds.core.download.extracted_record import fsync_folder, read_record
 from emloop_ds.core.download.merge import TreeMerge, read_journal
 
-__all__ = ["open_staging", "remove_stale_staging"]
+__all__ = ["StagingFolder", "open_staging", "remove_stale_staging"]
 
 _STAGING_DIR = "staging"
 _SUFFIX = ".extracting"
 _ATTEMPTS = 5
 
 
+@dataclass
+class StagingFolder:
+    """A live extraction's staging folder; ``is_kept`` keeps it (with its journal) for the next sweep."""
+
+    path: Path
+    is_kept: bool = False
+
+
 @contextlib.contextmanager
-def open_staging(state_dir: Path, archive_name: str) -> Iterator[Path]:
+def open_staging(state_dir: Path, archive_name: str) -> Iterator[StagingFolder]:
     """Make a new staging folder for ``archive_name`` in ``state_dir``, locked; remove it on leaving.
 
     Raises:
         OSError: if it cannot be made.
     """
     parent = state_dir / _STAGING_DIR
-    staging, descriptor = _make_locked(parent, archive_name)
+    path, descriptor = _make_locked(parent, archive_name)
+    staging = StagingFolder(path)
     try:
         yield staging
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        if not staging.is_kept:
+            shutil.rmtree(path, ignore_errors=True)
         os.close(descriptor)
         _remove_if_empty(parent)
 
@@ -64,21 +76,23 @@ def remove_stale_staging(state_dir: Path, archive_name: str) -> None:
         if descriptor is None:
             continue
         try:
-            _undo(state_dir, owner, staging)
-            shutil.rmtree(staging, ignore_errors=True)
+            if _undo(state_dir, owner, staging):
+                shutil.rmtree(staging, ignore_errors=True)
         finally:
             os.close(descriptor)
     _remove_if_empty(parent)
 
 
-def _undo(state_dir: Path, archive_name: str, staging: Path) -> None:
+def _undo(state_dir: Path, archive_name: str, staging: Path) -> bool:
+    """Roll back the merge that ``staging``'s journal shows under way; return whether all is undone."""
     journal = read_journal(staging)
     if journal is None:
-        return  # killed before its merge began: nothing in data_root to undo
+        return True  # killed before its merge began: nothing in data_root to undo
     record = read_record(state_dir, archive_name)
-    if record is None or record.run != journal.run:  # killed before its record: not extracted
-        merge = TreeMerge(archive_name, staging / "tree", state_dir.parent, state_dir, staging / "backup")
-        merge.roll_back(journal)
+    if record is not None and record.run == journal.run:
+        return True  # killed after its record: extracted
+    merge = TreeMerge(archive_name, staging / "tree", state_dir.parent, state_dir, staging / "backup")
+    return merge.roll_back(journal)
 
 
 def _make_locked(parent: Path, archive_name: str) -> tuple[Path, int]:

@@ -21,7 +21,7 @@ import stat
 from collections.abc import Collection
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NoReturn
 
 from emloop_ds.core.download.archive_member import Location, MemberChecker
 from emloop_ds.core.errors import ExtractionError, describe_exception
@@ -63,7 +63,7 @@ class SizeBound:
         if self._written > self._max_bytes:
             self._refuse(f"its members hold at least {self._written:,} bytes (more than they declare)")
 
-    def _refuse(self, found: str) -> None:
+    def _refuse(self, found: str) -> NoReturn:
         raise ExtractionError(
             f"refused to extract {self._archive_name}: {found}, more than its max_extract_size of "
             f"{self._max_bytes:,} bytes; nothing was extracted. If you trust the archive, raise "
