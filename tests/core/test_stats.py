@@ -192,6 +192,15 @@ def test_a_second_pass_with_other_sources_breaks_the_stream_naming_them() -> Non
     assert [source.name for source in info.sources] == ["x"]
 
 
+def test_a_second_pass_with_a_source_that_became_ragged_breaks_the_stream_naming_the_batch() -> None:
+    passes = iter([[[1.0, 2.0], [3.0, 4.0]], [[1.0, 2.0], [3.0]]])
+    info = inspect_stream("s", lambda: [{"x": next(passes)}], stats=True)
+    assert info.error is not None
+    assert info.error.startswith("the second pass for statistics failed: batch 1 could not be inspected: ")
+    ((name, shape),) = [(source.name, source.shape) for source in info.sources]
+    assert (name, shape) == ("x", (2, 2))
+
+
 def test_a_second_pass_with_other_data_shows_in_the_histogram_count() -> None:
     passes = iter([[0.0, 1.0, 2.0], [1.0, 2.0, 9.0]])
     (x,) = inspect_stream("s", lambda: [{"x": next(passes)}], stats=True).sources

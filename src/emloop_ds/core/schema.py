@@ -221,10 +221,10 @@ def _add_stats(
     sources: dict[str, SourceInfo], tallies: dict[str, StatsTally], stream_fn: Callable[[], Any], batches: int
 ) -> tuple[SourceInfo, ...]:
     """Run pass two for the histograms and attach each source's statistics."""
-    from emloop_ds.core.stats import Histogram, count_histograms
+    from emloop_ds.core.stats import Histogram
 
     edges = {name: bins for name, tally in tallies.items() if (bins := tally.histogram_edges()) is not None}
-    counts = count_histograms(_second_pass(stream_fn, batches, list(sources)), edges) if edges else {}
+    counts = _second_pass(stream_fn, batches, list(sources), edges) if edges else {}
     return tuple(
         replace(
             source,
@@ -234,11 +234,23 @@ def _add_stats(
     )
 
 
-def _second_pass(stream_fn: Callable[[], Any], batches: int, expected: list[str]) -> Iterator[Any]:
-    """Read the batches again, checking that they hold the sources the first pass found."""
+def _second_pass(
+    stream_fn: Callable[[], Any], batches: int, expected: list[str], edges: dict[str, tuple[float, ...]]
+) -> dict[str, tuple[int, ...]]:
+    """Read the batches again, checking that they hold the sources the first pass found; count the bins."""
+    from emloop_ds.core.stats import HistogramCounter
+
+    counter = HistogramCounter(edges)
     for number, batch in _read_batches(stream_fn, batches):
-        _require_same_sources(number, [str(name) for name in batch], expected, "the first pass")
-        yield {str(name): values for name, values in batch.items()}
+        names = [str(name) for name in batch]
+        _require_same_sources(number, names, expected, "the first pass")
+        try:  # the user's objects: a source may have become irregular since the first pass
+            counter.add(dict(zip(names, batch.values(), strict=True)))
+        except Exception as exc:
+            raise _BrokenStreamError(
+                f"batch {number} could not be inspected: {describe_exception(exc)}"
+            ) from exc
+    return counter.counts()
 
 
 _ONE_VALUE_PER_EXAMPLE = "make every source of a batch hold one value per example"
