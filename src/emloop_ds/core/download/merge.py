@@ -25,12 +25,8 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from emloop_ds.core.download.extracted_record import (
-    ExtractedFile,
-    find_owner,
-    fsync_folder,
-    write_json_durably,
-)
+from emloop_ds.core.download.durable import fsync_folder, write_json_atomically
+from emloop_ds.core.download.extracted_record import ExtractedFile, find_owner
 from emloop_ds.core.errors import ExtractionError
 
 __all__ = [
@@ -72,7 +68,7 @@ def write_journal(staging: Path, journal: MergeJournal) -> None:
     """Write ``journal`` durably into the staging folder ``staging``."""
     placements = [[place.path, place.inode, place.replaces] for place in journal.placements]
     data = {"version": _VERSION, "run": journal.run, "folders": journal.folders, "placements": placements}
-    write_json_durably(staging / _JOURNAL, data)
+    write_json_atomically(staging / _JOURNAL, data)
 
 
 def read_journal(staging: Path) -> MergeJournal | None:
@@ -173,7 +169,7 @@ class TreeMerge:
                 raise self._conflict(placement.path, self._owner(placement.path))
             changed.add(target.rpartition("/")[0])
         for folder in sorted(changed):
-            fsync_folder(folder)
+            fsync_folder(Path(folder))
 
     def roll_back(self, journal: MergeJournal) -> bool:
         """Undo what ``journal`` planned and was done; return whether all of it could be undone.
@@ -204,10 +200,8 @@ class TreeMerge:
                 continue  # another archive put files there meanwhile: the folder is theirs too
         if is_complete:
             with contextlib.suppress(OSError):  # make the undoing durable before the journal goes
-                for folder in {
-                    str(self._root / place.path).rpartition("/")[0] for place in journal.placements
-                }:
-                    fsync_folder(folder)
+                for parent in {(self._root / place.path).parent for place in journal.placements}:
+                    fsync_folder(parent)
         return is_complete
 
     def _needs_folder(self, folder: str) -> bool:
