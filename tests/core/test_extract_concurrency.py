@@ -336,3 +336,23 @@ def test_a_live_extraction_is_not_swept_by_another(tmp_path: Path) -> None:
         process.communicate()
     assert _files(data_root) == _expected_tree([0, 1])
     _assert_complete(data_root, [paused, other])
+
+
+def test_a_shared_file_stays_when_the_extraction_that_placed_it_is_rolled_back(tmp_path: Path) -> None:
+    placer = tmp_path / "placer.tar.gz"
+    placer.write_bytes(tar_gz(_members(0, files=2)))  # LICENSE and 4 files of its own
+    sharer = tmp_path / "sharer.tar.gz"
+    sharer.write_bytes(tar_gz(_members(1)))
+    data_root = tmp_path / "data"
+    process = _start(_KILLED_MIDWAY, placer, data_root, "link:5")
+    try:
+        assert _read_line(process) == "paused"  # every file placed, LICENSE included, not yet recorded
+        extract_archive(sharer, data_root, max_bytes=10**9)  # finds LICENSE there, identical
+        process.send_signal(signal.SIGKILL)
+        assert process.wait(timeout=_SAFETY_TIMEOUT_S) == -signal.SIGKILL
+    finally:
+        process.kill()
+        process.communicate()
+    remove_stale_staging(placer.name, data_root / ".emloop-ds" / "staging")  # rolls the placer back
+    assert _files(data_root) == _members(1)
+    _assert_complete(data_root, [sharer])
