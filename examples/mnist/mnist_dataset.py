@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from emloop_ds import Batch, DownloadableDataset, StreamError
+from emloop_ds import Batch, DownloadableDataset, Shard, StreamError
 
 FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
@@ -41,18 +41,28 @@ class MNISTDataset(DownloadableDataset):
             download_filenames=download_filenames,
         )
         self._batch_size = batch_size
-        self._rng = np.random.default_rng(seed)
+        self._seed = seed
+        self._passes = 0
         self._splits: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
-    def train_stream(self) -> Iterator[Batch]:
-        """Yield shuffled batches of `images` (uint8, N×28×28) and `labels`; each call is one epoch."""
-        images, labels = self._split("train")
-        order = self._rng.permutation(len(labels))
-        yield from _batches(images[order], labels[order], self._batch_size)
+    def train_stream(self, shard: Shard | None = None) -> Iterator[Batch]:
+        """Yield shuffled batches of `images` (uint8, N×28×28) and `labels`, reshuffled for each pass.
 
-    def test_stream(self) -> Iterator[Batch]:
-        """Yield the test batches in file order."""
-        yield from _batches(*self._split("test"), self._batch_size)
+        With `shard`, yield only its batches: every shard of a pass shuffles with the seed shared by the
+        pass, then selects, so the shards partition one permutation. Without one (as emloop calls it), the
+        dataset counts its passes itself and shuffles each exactly as the shards of that pass would.
+        """
+        if shard is None:
+            shard = Shard(0, 1, epoch=self._passes)
+            self._passes += 1
+        images, labels = self._split("train")
+        order = np.random.default_rng(shard.shared_seed(self._seed)).permutation(len(labels))
+        yield from _batches(images, labels, self._batch_size, shard, order)
+
+    def test_stream(self, shard: Shard = Shard(0, 1)) -> Iterator[Batch]:
+        """Yield the test batches in file order; with `shard`, only its batches."""
+        images, labels = self._split("test")
+        yield from _batches(images, labels, self._batch_size, shard, np.arange(len(labels)))
 
     def _split(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """Read a split's files on first use: the dataset is built before `download` fetches them."""
@@ -86,6 +96,10 @@ def read_idx(path: Path, magic: int) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * dimensions).reshape(shape)
 
 
-def _batches(images: np.ndarray, labels: np.ndarray, batch_size: int) -> Iterator[Batch]:
-    for start in range(0, len(labels), batch_size):
-        yield {"images": images[start : start + batch_size], "labels": labels[start : start + batch_size]}
+def _batches(
+    images: np.ndarray, labels: np.ndarray, batch_size: int, shard: Shard, order: np.ndarray
+) -> Iterator[Batch]:
+    """Yield the shard's batches of the examples taken in `order`."""
+    for start in shard.select(range(0, len(labels), batch_size)):
+        rows = order[start : start + batch_size]
+        yield {"images": images[rows], "labels": labels[rows]}

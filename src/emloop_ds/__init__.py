@@ -12,6 +12,7 @@ from emloop_ds.core.errors import (
     EmloopDsError,
     ExtractionError,
     StreamError,
+    StreamNotEnteredError,
     StreamProducerError,
 )
 from emloop_ds.core.factory import create_dataset
@@ -41,6 +42,7 @@ __all__ = [
     "Stream",
     "StreamError",
     "StreamInfo",
+    "StreamNotEnteredError",
     "StreamProducerError",
     "StreamWrapper",
     "create_dataset",

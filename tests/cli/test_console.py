@@ -10,9 +10,9 @@ from rich.table import Table
 from emloop_ds.cli.console import stdout_console
 
 
-def print_table(monkeypatch: pytest.MonkeyPatch, encoding: str) -> bytes:
+def print_table(monkeypatch: pytest.MonkeyPatch, encoding: str, errors: str = "strict") -> bytes:
     raw = io.BytesIO()
-    stdout = io.TextIOWrapper(raw, encoding=encoding, errors="strict", write_through=True)
+    stdout = io.TextIOWrapper(raw, encoding=encoding, errors=errors, write_through=True)
     monkeypatch.setattr("sys.stdout", stdout)
     table = Table("source", "range", "histogram")
     table.add_row("température", "0.1 – 7.9", " ▁▂▃▄▅▆▇█")
@@ -28,6 +28,17 @@ def test_an_ascii_stdout_gets_lookalikes_and_one_question_mark_per_cell(
     assert "0.1 - 7.9" in text
     assert " .:-=+*%#" in text
     assert "+---" in text  # rich's ASCII box
+
+
+@pytest.mark.parametrize("errors", ["surrogateescape", "replace", "backslashreplace"])
+def test_an_ascii_stdout_gets_lookalikes_whatever_its_error_handler(
+    monkeypatch: pytest.MonkeyPatch, errors: str
+) -> None:
+    # A C locale without UTF-8 mode gives stdout "surrogateescape", which fails on "–" as "strict" does.
+    text = print_table(monkeypatch, "ascii", errors).decode("ascii")
+    assert "temp?rature" in text
+    assert "0.1 - 7.9" in text
+    assert " .:-=+*%#" in text
 
 
 def test_a_latin1_stdout_keeps_what_it_can_encode(monkeypatch: pytest.MonkeyPatch) -> None:

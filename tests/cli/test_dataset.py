@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from emloop_ds.cli.main import cli
+from emloop_ds.core.config import decode_yaml
 
 WriteDataset = Callable[..., Path]
 IRIS = Path(__file__).resolve().parents[2] / "examples" / "iris" / "config.yaml"
@@ -241,7 +242,7 @@ def test_an_override_naming_no_section_is_one_line_naming_the_sections(write_dat
     assert (code, out) == (2, "")
     assert err == (
         f"error: override 'datset.batch_size=2' names no section of config {config}: "
-        "`datset` is not one of its sections (dataset); check the first part of the key\n"
+        "`datset` is not one of its sections (dataset); did you mean `dataset`?\n"
     )
 
 
@@ -254,11 +255,15 @@ def test_an_error_caused_by_an_override_names_the_override(write_dataset: WriteD
 
 
 RESULTS = """
+import enum
 from pathlib import Path
 
 import numpy as np
 
 from emloop_ds import BaseDataset
+
+class Level(enum.IntEnum):
+    HIGH = 3
 
 class Data(BaseDataset):
     def _configure_dataset(self, output_dir, marker=None, **kwargs):
@@ -268,6 +273,20 @@ class Data(BaseDataset):
 
     def counts(self):
         return {"zebra": np.int64(3), "ant": 1, "nested": {"z": [1.5, float("nan")], "a": np.arange(3)}}
+
+    def moments(self):
+        return {"mean": np.float64(2.0), "std": np.array(0.5), "level": Level.HIGH, "ok": np.bool_(True)}
+
+    def loop(self):
+        result = {"a": [1]}
+        result["a"].append(result)
+        return result
+
+    def deep(self):
+        result = []
+        for _ in range(100_000):
+            result = [result]
+        return result
 
     def splits(self):
         return ("train", "test")
@@ -288,6 +307,29 @@ def test_a_mapping_result_is_printed_as_yaml_in_its_own_order(write_dataset: Wri
     code, out, err = invoke("dataset", "counts", str(write_dataset(RESULTS)))
     assert (code, err) == (0, "")
     assert out == "zebra: 3\nant: 1\nnested:\n  z:\n  - 1.5\n  - .nan\n  a:\n  - 0\n  - 1\n  - 2\n"
+
+
+def test_numpy_scalars_and_int_enums_print_as_plain_numbers(write_dataset: WriteDataset) -> None:
+    config = str(write_dataset(RESULTS))
+    assert invoke("dataset", "moments", config) == (0, "mean: 2.0\nstd: 0.5\nlevel: 3\nok: true\n", "")
+    code, out, _ = invoke("dataset", "moments", config, "--json")
+    assert (code, json.loads(out)) == (0, {"mean": 2.0, "std": 0.5, "level": 3, "ok": True})
+
+
+@pytest.mark.parametrize("as_json", [(), ("--json",)])
+@pytest.mark.parametrize(
+    ("method", "reason"),
+    [("loop", "it contains itself (a dict inside itself)"), ("deep", "it is nested too deeply")],
+)
+def test_an_unprintable_result_is_one_error_line(
+    emloop_command: str, write_dataset: WriteDataset, method: str, reason: str, as_json: tuple[str, ...]
+) -> None:
+    result = run_emloop(emloop_command, "dataset", method, str(write_dataset(RESULTS)), *as_json)
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr == (
+        f"error: Data.{method}() returned a result that cannot be printed: {reason}; "
+        "return plain data (mappings, lists, numbers, strings)\n"
+    )
 
 
 def test_results_are_printed_as_json_with_json(write_dataset: WriteDataset) -> None:
@@ -330,20 +372,66 @@ def test_a_stream_result_is_not_read_but_points_to_the_stream_command(
     assert marker.read_text() == "built"  # the stream was never started
 
 
+MARKED = """
+from pathlib import Path
+
+from emloop_ds import BaseDataset
+
+class Data(BaseDataset):
+    def _configure_dataset(self, output_dir, marker, **kwargs):
+        Path(marker).write_text("built")
+        self.inform = lambda: "set on the instance"
+
+    def summary(self):
+        return "summary"
+
+    @staticmethod
+    def version():
+        return "1.0"
+
+    @classmethod
+    def kinds(cls):
+        return [cls.__name__]
+"""
+
+
 @pytest.mark.parametrize(
     ("typed", "suggestion"),
-    [("inof", "did you mean `info`?"), ("sumary", "did you mean `summary`?"), ("stram", "`stream`")],
+    [("inof", "did you mean `info`?"), ("stram", "did you mean `stream` or `stream-info`?")],
 )
-def test_a_mistyped_name_is_refused_before_building_the_dataset(
+def test_a_mistyped_command_is_refused_before_building_the_dataset(
     write_dataset: WriteDataset, tmp_path: Path, typed: str, suggestion: str
 ) -> None:
     marker = tmp_path / "marker.txt"
-    code, out, err = invoke("dataset", typed, str(write_dataset(DATASET)), f"dataset.marker={marker}")
+    code, out, err = invoke("dataset", typed, str(write_dataset(MARKED)), f"dataset.marker={marker}")
     assert (code, out) == (2, "")
     assert err.startswith(f"error: `{typed}` is neither a command nor a method of testdata_")
     assert suggestion in err
-    assert len(err.splitlines()) == 1
+    assert err.endswith("methods: kinds, stream-info, summary, version\n")
     assert not marker.exists()
+
+
+def test_a_mistyped_method_is_looked_up_on_the_built_dataset(
+    write_dataset: WriteDataset, tmp_path: Path
+) -> None:
+    marker = tmp_path / "marker.txt"
+    code, out, err = invoke("dataset", "sumary", str(write_dataset(MARKED)), f"dataset.marker={marker}")
+    assert (code, out) == (2, "")
+    assert "`sumary` is neither a command nor a method" in err
+    assert "did you mean `summary`?" in err
+    assert err.endswith("methods: inform, kinds, stream-info, summary, version\n")
+    assert marker.read_text() == "built"
+
+
+@pytest.mark.parametrize(
+    ("method", "printed"),
+    [("version", "1.0\n"), ("kinds", "- Data\n"), ("inform", "set on the instance\n")],
+)  # `inform` is close to `info`: the source read shows it is set in _configure_dataset
+def test_static_and_class_methods_and_callable_attributes_run_as_in_emloop(
+    write_dataset: WriteDataset, tmp_path: Path, method: str, printed: str
+) -> None:
+    config = str(write_dataset(MARKED))
+    assert invoke("dataset", method, config, f"dataset.marker={tmp_path / 'm'}") == (0, printed, "")
 
 
 def test_a_mistyped_command_with_a_bad_config_is_named_first(tmp_path: Path) -> None:
@@ -425,3 +513,83 @@ def test_download_keys_that_are_lost_or_fail_are_one_error_line(
     verbose = run_emloop(emloop_command, "dataset", "download", str(config), "--verbose", cwd=config.parent)
     assert verbose.returncode == code
     assert "Traceback (most recent call last)" in verbose.stderr
+
+
+UNICODE = """
+from emloop_ds import BaseDataset
+
+class Data(BaseDataset):
+    def _configure_dataset(self, output_dir, **kwargs):
+        pass
+
+    def text(self):
+        return "naïve – 東京"
+
+    def mapping(self):
+        return {"café": ["東京", 1.5]}
+
+    def values_stream(self):
+        yield {"x": [1]}
+
+    def trouble(self):
+        raise ValueError("bad café")
+"""
+
+
+@pytest.mark.parametrize(
+    ("method", "stdout", "stderr"),
+    [
+        ("text", "na?ve - ????\n", ""),
+        ("mapping", '"caf\\xE9":\n- "\\u6771\\u4EAC"\n- 1.5\n', ""),
+        ("values-stream", "", "note: Data.values_stream() returned a stream, which is not printed; "),
+        ("trouble", "", r"error: Data.trouble() failed: ValueError: bad caf\xe9 (--verbose shows"),
+    ],
+)
+def test_a_terminal_that_cannot_encode_unicode_gets_ascii(
+    emloop_command: str, write_dataset: WriteDataset, method: str, stdout: str, stderr: str
+) -> None:
+    config = write_dataset(UNICODE)
+    environment = {**os.environ, "PYTHONIOENCODING": "ascii"}
+    result = subprocess.run(
+        [emloop_command, "dataset", method, str(config)], capture_output=True, timeout=60, env=environment
+    )
+    assert result.stdout.decode("ascii") == stdout
+    assert result.stderr.decode("ascii").startswith(stderr)
+    assert "Traceback" not in result.stderr.decode("ascii")
+    assert result.returncode == (1 if method == "trouble" else 0)
+
+
+def test_escaped_yaml_and_json_on_an_ascii_terminal_are_exact(
+    emloop_command: str, write_dataset: WriteDataset
+) -> None:
+    config = str(write_dataset(UNICODE))
+    environment = {**os.environ, "PYTHONIOENCODING": "ascii"}
+    yaml_out, json_out = (
+        subprocess.run(
+            [emloop_command, "dataset", "mapping", config, *extra],
+            capture_output=True,
+            timeout=60,
+            env=environment,
+        ).stdout.decode("ascii")
+        for extra in ((), ("--json",))
+    )
+    assert decode_yaml(yaml_out) == json.loads(json_out) == {"café": ["東京", 1.5]}
+    code, out, _ = invoke("dataset", "mapping", config)  # a UTF-8 stdout gets the characters themselves
+    assert (code, out) == (0, "café:\n- 東京\n- 1.5\n")
+
+
+def test_a_class_with_thousands_of_methods_gets_a_short_suggestion(write_dataset: WriteDataset) -> None:
+    methods = "".join(
+        f"    def method_{index:04d}(self):\n        return {index}\n\n" for index in range(2000)
+    )
+    source = (
+        "from emloop_ds import BaseDataset\n\nclass Data(BaseDataset):\n"
+        "    def _configure_dataset(self, output_dir, **kwargs):\n        pass\n\n" + methods
+    )
+    config = str(write_dataset(source))
+    assert invoke("dataset", "method-1999", config) == (0, "1999\n", "")
+    code, out, err = invoke("dataset", "method-19999", config)
+    assert (code, out) == (2, "")
+    assert "did you mean `method-1999`" in err
+    assert err.endswith(", method-0029 and 1971 more\n")
+    assert len(err) < 1000

@@ -90,7 +90,12 @@ def test_the_installed_command_logs_to_stderr_only(emloop_command: str) -> None:
         ),
         (["--bogus"], "error: No such option", "usage: emloop [OPTIONS] COMMAND [ARGS]..."),
         (["dataset", "info", str(IRIS), "--batches", "0"], "error: Invalid value for '--batches'", "usage: "),
-        (["datset", "info"], "error: No such command 'datset'", "usage: emloop [OPTIONS] COMMAND"),
+        (
+            ["datset", "info"],
+            "error: no command `datset`; did you mean `dataset`?",
+            "usage: emloop [OPTIONS]",
+        ),
+        (["foo"], "error: no command `foo`; commands: dataset", "usage: emloop [OPTIONS] COMMAND"),
         (
             ["dataset", "stream", str(IRIS), "--eager"],
             "error: --eager needs a buffer",

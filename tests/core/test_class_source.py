@@ -119,6 +119,9 @@ def test_a_class_imported_from_another_module_is_read_there(tmp_path: Path) -> N
         "class Data(make_base()):\n    pass\n",
         "class Other:\n    pass\n",
         "def broken(:\n",
+        "class Data:\n    def __getattr__(self, name):\n        return 1\n",
+        "class Data:\n    def __init__(self):\n        self.__dict__.update(a=1)\n",
+        "class Data:\n    def __init__(self):\n        vars(self).update(a=1)\n",
     ],
 )
 def test_a_source_that_does_not_tell_for_certain_gives_none(tmp_path: Path, source: str) -> None:
@@ -136,3 +139,46 @@ def test_the_iris_example_is_read() -> None:
     names = read_class_names("iris_dataset.IrisDataset", [folder])
     assert names is not None
     assert names.functions == {"train_stream", "test_stream", "class_counts", "stream_info"}
+
+
+def test_a_base_reached_through_a_module_alias_is_read(tmp_path: Path) -> None:
+    module = write_module(
+        tmp_path,
+        "import emloop_ds as el\n\nclass Data(el.DownloadableDataset):\n    def own(self):\n        pass\n",
+    )
+    names = read_class_names(f"{module}.Data", [tmp_path])
+    assert names is not None
+    assert names.functions == {"own", "stream_info", "download"}
+
+
+def test_static_and_class_methods_count_and_instance_attributes_are_seen(tmp_path: Path) -> None:
+    module = write_module(
+        tmp_path,
+        """
+        class Data:
+            def __init__(self, config):
+                self.dynamic = lambda: 1
+                self.first, (self.second, _) = 1, (2, 3)
+
+            @staticmethod
+            def version():
+                pass
+
+            @classmethod
+            def kinds(cls, verbose=False):
+                pass
+
+            @staticmethod
+            def scale(factor):
+                pass
+
+            @classmethod
+            def make(cls, config):
+                pass
+        """,
+    )
+    names = read_class_names(f"{module}.Data", [tmp_path])
+    assert names == ClassNames(
+        functions=frozenset({"version", "kinds"}),
+        others=frozenset({"scale", "make", "dynamic", "first", "second"}),
+    )

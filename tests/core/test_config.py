@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from emloop_ds.core import config as config_module
-from emloop_ds.core.config import DatasetConfig, apply_overrides, decode_yaml, load_config
+from emloop_ds.core.config import DatasetConfig, apply_overrides, decode_yaml, describe_type, load_config
 from emloop_ds.core.errors import ConfigError
 
 
@@ -136,6 +136,13 @@ def test_override_naming_no_section_lists_the_sections(tmp_path: Path, override:
         load_config(path, [override])
 
 
+def test_override_naming_nothing_close_asks_to_check_the_key() -> None:
+    with pytest.raises(
+        ConfigError, match=r"`zzz` is not one of its sections \(dataset\); check the first part"
+    ):
+        apply_overrides({"dataset": {}}, ["zzz.a=1"])
+
+
 def test_override_of_an_empty_config_says_it_has_no_sections() -> None:
     with pytest.raises(ConfigError, match=r"sections \(none\)"):
         apply_overrides({}, ["dataset.class=a.B"])
@@ -187,7 +194,7 @@ def test_malformed_override_is_a_config_error(override: str) -> None:
 
 
 def test_override_through_a_scalar_is_a_config_error() -> None:
-    with pytest.raises(ConfigError, match=r"dataset\.size is a int, not a mapping"):
+    with pytest.raises(ConfigError, match=r"dataset\.size is an int, not a mapping"):
         apply_overrides({"dataset": {"size": 3}}, ["dataset.size.x=1"])
 
 
@@ -237,3 +244,15 @@ def test_to_config_str_round_trips_awkward_strings(value: str) -> None:
     decoded = decode_yaml(config.to_config_str())
     assert decoded["value"] == value
     assert decoded["values"] == [value, {value: value}]
+
+
+@pytest.mark.parametrize(
+    ("value", "phrase"), [(3, "an int"), ([1], "a list"), (None, "a NoneType"), ("x", "a str")]
+)
+def test_describe_type_uses_the_right_article(value: object, phrase: str) -> None:
+    assert describe_type(value) == phrase
+
+
+def test_a_config_holding_an_int_says_an_int(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"holds an int, not a mapping"):
+        load_config(write(tmp_path / "c.yaml", "3\n"))

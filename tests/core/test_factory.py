@@ -9,7 +9,7 @@ import pytest
 
 from emloop_ds.core.config import load_config
 from emloop_ds.core.errors import ConfigError, DatasetError
-from emloop_ds.core.factory import call_method, create_dataset, public_methods
+from emloop_ds.core.factory import call_method, create_dataset, find_method, public_methods
 
 WriteDataset = Callable[..., Path]
 
@@ -133,3 +133,57 @@ def test_config_folder_is_importable_from_another_directory(
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
     assert create_dataset(load_config(Path("..") / path.name)).size == 3
+
+
+EMLOOP_CALLABLES = """
+from emloop_ds import BaseDataset
+
+class Data(BaseDataset):
+    def _configure_dataset(self, output_dir, **kwargs):
+        self.dynamic = lambda: "dynamic"
+        self.needs_one = lambda x: x
+        self.Nested = dict
+
+    @staticmethod
+    def version():
+        return "1.0"
+
+    @classmethod
+    def kinds(cls):
+        return cls.__name__
+
+    @staticmethod
+    def scale(factor):
+        return factor
+
+    @property
+    def explodes(self):
+        raise RuntimeError("property ran")
+"""
+
+
+@pytest.mark.parametrize(("name", "result"), [("version", "1.0"), ("kinds", "Data"), ("dynamic", "dynamic")])
+def test_any_public_callable_runs_as_emloop_runs_it(
+    write_dataset: WriteDataset, name: str, result: str
+) -> None:
+    dataset = create_dataset(load_config(write_dataset(EMLOOP_CALLABLES)))
+    assert find_method(dataset, name) is not None
+    assert call_method(dataset, name) == result
+
+
+def test_public_methods_list_callables_without_running_properties(write_dataset: WriteDataset) -> None:
+    dataset = create_dataset(load_config(write_dataset(EMLOOP_CALLABLES)))
+    assert public_methods(dataset) == ["dynamic", "kinds", "stream_info", "version"]
+
+
+@pytest.mark.parametrize("name", ["scale", "needs_one"])
+def test_callables_needing_arguments_are_refused(write_dataset: WriteDataset, name: str) -> None:
+    dataset = create_dataset(load_config(write_dataset(EMLOOP_CALLABLES)))
+    with pytest.raises(ConfigError, match=f"method `{name}` of Data needs arguments"):
+        call_method(dataset, name)
+
+
+def test_a_raising_property_read_as_a_method_is_a_dataset_error(write_dataset: WriteDataset) -> None:
+    dataset = create_dataset(load_config(write_dataset(EMLOOP_CALLABLES)))
+    with pytest.raises(DatasetError, match=r"reading Data\.explodes failed: RuntimeError: property ran"):
+        call_method(dataset, "explodes")

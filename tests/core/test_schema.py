@@ -1,17 +1,20 @@
-"""Stream inspection: dtype, shape, range, raggedness and broken streams."""
+"""Stream inspection: dtype, shape, range, raggedness and broken streams (also as stream_info() logs them)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pytest
 
+from emloop_ds import BaseDataset
 from emloop_ds.core.errors import StreamError
 from emloop_ds.core.schema import (
     SourceInfo,
     StreamInfo,
+    describe_other_sources,
     describe_unequal_lengths,
     inspect_batch,
     inspect_dataset,
@@ -73,7 +76,7 @@ def test_object_array_of_unequal_arrays_is_ragged() -> None:
     assert one_source(values).ragged
 
 
-def test_several_batches_widen_the_range_and_detect_shape_changes() -> None:
+def test_several_batches_widen_the_range_and_the_shape() -> None:
     def stream() -> Iterator[dict[str, Any]]:
         yield {"x": np.zeros((2, 3)), "y": [1, 2]}
         yield {"x": np.ones((2, 4)), "y": [0, 9]}
@@ -81,9 +84,28 @@ def test_several_batches_widen_the_range_and_detect_shape_changes() -> None:
 
     first_two = inspect_stream("s", stream, batches=2)
     x, y = first_two.sources
-    assert (x.min, x.max, x.ragged, x.shape) == (0.0, 1.0, True, (2, None))
-    assert (y.min, y.max, y.ragged, y.shape) == (0, 9, False, (2,))
+    assert (x.min, x.max, x.shape) == (0.0, 1.0, (2, None))
+    assert (y.min, y.max, y.shape) == (0, 9, (2,))
+    assert inspect_stream("s", stream, batches=1).sources[0].shape == (2, 3)
+
+
+def test_batches_padded_each_to_their_own_length_are_not_ragged() -> None:
+    def stream() -> Iterator[dict[str, Any]]:
+        for length in (5, 7, 6):
+            yield {"x": np.zeros((4, length))}
+
+    (x,) = inspect_stream("s", stream, batches=3).sources
+    assert (x.shape, x.ragged) == ((4, None), False)
+
+
+def test_examples_that_differ_within_a_later_batch_are_ragged() -> None:
+    def stream() -> Iterator[dict[str, Any]]:
+        yield {"x": [[1, 2], [3, 4]]}
+        yield {"x": [[1, 2], [3]]}
+
     assert inspect_stream("s", stream, batches=1).sources[0].ragged is False
+    (x,) = inspect_stream("s", stream, batches=2).sources
+    assert x.ragged is True
 
 
 def test_a_dimension_that_differs_between_batches_is_none_and_the_batch_size_is_not_ragged() -> None:
@@ -103,7 +125,30 @@ def test_a_number_of_dimensions_that_differs_between_batches_makes_the_shape_unk
         yield {"x": np.zeros((2, 3, 1))}
 
     (x,) = inspect_stream("s", stream, batches=2).sources
-    assert (x.shape, x.ragged) == (None, True)
+    assert (x.shape, x.ragged) == (None, False)  # each batch is regular in itself
+
+
+class PaddedPerBatch(BaseDataset):
+    def _configure_dataset(self, output_dir: str | None, **kwargs: Any) -> None:
+        pass
+
+    def padded_stream(self) -> Iterator[dict[str, Any]]:
+        for length in (5, 7, 6):
+            yield {"x": np.zeros((4, length))}
+
+    def ragged_stream(self) -> Iterator[dict[str, Any]]:
+        yield {"x": [[1, 2], [3, 4]]}
+        yield {"x": [[1, 2], [3]]}
+
+
+def test_stream_info_warns_of_ragged_sources_only_where_a_batch_is_ragged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.INFO, logger="emloop_ds"):
+        PaddedPerBatch("dataset:\n  class: x.PaddedPerBatch\n").stream_info(batches=3)
+    assert "  x: float64 [4, None]  range 0.0 - 0.0" in caplog.messages
+    warnings = [record.getMessage() for record in caplog.records if record.levelno >= logging.WARNING]
+    assert warnings == ["stream `ragged` source `x` appears to be ragged"]
 
 
 def test_nan_and_infinities_are_counted_and_left_out_of_the_range() -> None:
@@ -134,14 +179,36 @@ def test_non_finite_counts_add_up_over_batches() -> None:
 
 def test_sources_of_unequal_length_make_the_stream_broken_naming_them() -> None:
     def stream() -> Iterator[dict[str, Any]]:
-        yield {"x": [1, 2, 3], "y": [1, 2, 3]}
+        yield {"x": [1, 2, 3], "y": [1, 2, 3], "z": "abc"}
         yield {"x": np.zeros((4, 2)), "y": [1, 2, 3], "z": "abcd"}
 
     info = inspect_stream("s", stream, batches=2)
-    assert info.sources == ()
     assert info.error is not None
     assert info.error.startswith("batch 2 has sources of unequal length (`x` 4, `y` 3, `z` 4)")
+    assert [(source.name, source.shape) for source in info.sources] == [("x", (3,)), ("y", (3,)), ("z", ())]
     assert inspect_stream("s", stream, batches=1).error is None
+
+
+def test_a_batch_with_other_sources_than_the_first_breaks_the_stream_naming_them() -> None:
+    def stream() -> Iterator[dict[str, Any]]:
+        yield {"x": [1.0], "y": [2]}
+        yield {"y": [3], "x": [4.0]}  # the same sources in another order are the same schema
+        yield {"z": [5], "y": [6]}
+
+    assert inspect_stream("s", stream, batches=2).error is None
+    info = inspect_stream("s", stream, batches=3)
+    assert info.error == (
+        "batch 3 has other sources than batch 1 (missing `x`; extra `z`); "
+        "make every batch of a stream hold the same sources"
+    )
+    x, y = info.sources  # what batches 1 and 2 showed
+    assert (x.name, x.min, x.max, y.name, y.min, y.max) == ("x", 1.0, 4.0, "y", 2, 3)
+
+
+def test_describe_other_sources_lists_the_missing_and_the_extra_ones() -> None:
+    assert describe_other_sources(["b", "a"], ["a", "b"]) is None
+    assert describe_other_sources(["a"], ["a", "b"]) == "missing `b`"
+    assert describe_other_sources(["a", "c", "d"], ["a"]) == "extra `c`, `d`"
 
 
 def test_sources_without_a_length_are_not_compared() -> None:
@@ -157,12 +224,52 @@ def test_require_equal_lengths_raises_a_stream_error_naming_stream_batch_and_sou
         require_equal_lengths({"x": [1], "y": [2, 3]}, "train", 7)
 
 
-def test_stream_that_raises_is_reported_with_its_error() -> None:
+def test_a_stream_that_raises_at_its_first_batch_is_reported_naming_it() -> None:
     def stream() -> Iterator[dict[str, Any]]:
         raise OSError("no such file: data.bin\nsecond line")
         yield {}
 
-    assert inspect_stream("s", stream) == StreamInfo("s", (), "OSError: no such file: data.bin")
+    assert inspect_stream("s", stream) == StreamInfo(
+        "s", (), "batch 1 raised OSError: no such file: data.bin"
+    )
+
+
+def test_a_stream_that_fails_later_keeps_what_the_batches_before_showed() -> None:
+    def stream() -> Iterator[dict[str, Any]]:
+        yield {"x": [1, 2]}
+        yield {"x": [0, 9]}
+        raise OSError("part-3.bin is missing")
+
+    info = inspect_stream("s", stream, batches=5)
+    assert info.error == "batch 3 raised OSError: part-3.bin is missing"
+    ((name, low, high),) = [(source.name, source.min, source.max) for source in info.sources]
+    assert (name, low, high) == ("x", 0, 9)
+
+
+class Unreadable:
+    def __array__(self, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("cannot decode frame 7")
+
+
+def test_a_batch_that_cannot_be_inspected_is_left_out_of_the_findings_entirely() -> None:
+    def stream() -> Iterator[dict[str, Any]]:
+        yield {"x": [1], "y": [1]}
+        yield {"x": [5], "y": Unreadable()}
+
+    info = inspect_stream("s", stream, batches=2)
+    assert info.error == "batch 2 could not be inspected: RuntimeError: cannot decode frame 7"
+    x, _ = info.sources
+    assert (x.min, x.max) == (1, 1)  # not 1 - 5: batch 2 was not read in full
+
+
+def test_a_stream_method_that_raises_or_returns_no_iterable_is_reported() -> None:
+    def fails() -> Any:
+        raise ValueError("bad split")
+
+    assert inspect_stream("s", fails).error == "ValueError: bad split"
+    assert inspect_stream("s", lambda: None).error == (
+        "the stream method returned a NoneType, not an iterable of batches"
+    )
 
 
 def test_empty_stream_is_reported_as_broken() -> None:

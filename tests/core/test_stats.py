@@ -153,23 +153,52 @@ def test_a_constant_source_gets_one_full_bin_around_its_value() -> None:
     assert sum(x.stats.histogram.counts) == 2
 
 
-def test_a_range_too_wide_for_float64_gets_no_histogram_and_an_infinite_std() -> None:
+def test_a_range_too_wide_for_float64_gets_no_histogram_and_no_std() -> None:
     (x,) = inspect_stream("s", lambda: [{"x": [-1e308, 1e308]}], stats=True).sources
     assert x.stats is not None
-    assert (x.stats.mean, x.stats.std, x.stats.histogram) == (0.0, np.inf, None)
+    assert (x.stats.mean, x.stats.std, x.stats.histogram) == (0.0, None, None)  # the std overflows float64
 
 
-def test_a_second_pass_that_fails_breaks_the_stream() -> None:
+def test_a_mean_that_overflows_is_none() -> None:
+    (x,) = inspect_stream("s", lambda: [{"x": [1e308, 1.5e308]}], stats=True).sources
+    assert x.stats is not None
+    assert x.stats.mean is None
+    assert x.stats.histogram is not None  # the range itself is finite
+
+
+def test_a_second_pass_that_fails_keeps_the_first_pass_and_names_the_batch() -> None:
     calls = []
 
     def stream() -> Iterator[dict[str, Any]]:
         calls.append(1)
+        yield {"x": [1.0, 2.0]}
         if len(calls) == 2:
             raise OSError("file vanished")
-        yield {"x": [1.0, 2.0]}
+        yield {"x": [3.0, 4.0]}
 
-    info = inspect_stream("s", stream, stats=True)
-    assert info.error == "the second pass for statistics failed: OSError: file vanished"
+    info = inspect_stream("s", stream, batches=2, stats=True)
+    assert info.error == "the second pass for statistics failed: batch 2 raised OSError: file vanished"
+    (x,) = info.sources
+    assert (x.min, x.max, x.shape, x.stats) == (1.0, 4.0, (2,), None)
+
+
+def test_a_second_pass_with_other_sources_breaks_the_stream_naming_them() -> None:
+    passes = iter([{"x": [1.0]}, {"y": [1.0]}])
+    info = inspect_stream("s", lambda: [next(passes)], stats=True)
+    assert info.error == (
+        "the second pass for statistics failed: batch 1 has other sources than the first pass "
+        "(missing `x`; extra `y`); make every batch of a stream hold the same sources"
+    )
+    assert [source.name for source in info.sources] == ["x"]
+
+
+def test_a_second_pass_with_a_source_that_became_ragged_breaks_the_stream_naming_the_batch() -> None:
+    passes = iter([[[1.0, 2.0], [3.0, 4.0]], [[1.0, 2.0], [3.0]]])
+    info = inspect_stream("s", lambda: [{"x": next(passes)}], stats=True)
+    assert info.error is not None
+    assert info.error.startswith("the second pass for statistics failed: batch 1 could not be inspected: ")
+    ((name, shape),) = [(source.name, source.shape) for source in info.sources]
+    assert (name, shape) == ("x", (2, 2))
 
 
 def test_a_second_pass_with_other_data_shows_in_the_histogram_count() -> None:

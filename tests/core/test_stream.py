@@ -12,8 +12,7 @@ from typing import Any
 import pytest
 
 import emloop_ds
-from emloop_ds import StreamError, StreamProducerError, StreamWrapper
-from emloop_ds.core.errors import StreamNotEnteredError
+from emloop_ds import StreamError, StreamNotEnteredError, StreamProducerError, StreamWrapper
 from emloop_ds.core.types import Batch
 
 WAIT_S = 5.0

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from emloop_ds import Shard, StreamWrapper
 from emloop_ds.core.config import load_config
 from emloop_ds.core.factory import create_dataset
 
@@ -39,3 +40,32 @@ def test_same_seed_gives_the_same_order() -> None:
         next(iter(first.train_stream()))["labels"],  # type: ignore[attr-defined]
         next(iter(second.train_stream()))["labels"],  # type: ignore[attr-defined]
     )
+
+
+def _epochs(stream, count: int) -> list[list[np.ndarray]]:
+    return [[batch["features"] for batch in stream] for _ in range(count)]
+
+
+def test_workers_deliver_exactly_the_in_process_epochs() -> None:
+    dataset = build("dataset.batch_size=16")
+    expected = _epochs(StreamWrapper(build("dataset.batch_size=16").train_stream), 3)  # type: ignore[attr-defined]
+    stream = StreamWrapper(dataset.train_stream, "train", workers=2)  # type: ignore[attr-defined]
+    try:
+        with stream:
+            got = _epochs(stream, 3)
+    finally:
+        stream.close()
+    assert [len(epoch) for epoch in got] == [8, 8, 8]
+    for got_epoch, expected_epoch in zip(got, expected, strict=True):
+        for got_batch, expected_batch in zip(got_epoch, expected_epoch, strict=True):
+            assert np.array_equal(got_batch, expected_batch)
+    assert not np.array_equal(got[0][0], got[1][0])  # each pass reshuffles
+
+
+def test_shards_of_a_pass_partition_one_permutation() -> None:
+    dataset = build()
+    whole = list(dataset.train_stream(Shard(0, 1, epoch=4)))  # type: ignore[attr-defined]
+    parts = [list(dataset.train_stream(Shard(i, 3, epoch=4))) for i in range(3)]  # type: ignore[attr-defined]
+    assert [batch["labels"].tolist() for batch in whole] == [
+        parts[n % 3][n // 3]["labels"].tolist() for n in range(len(whole))
+    ]

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 from click.testing import CliRunner
 
+from emloop_ds import StreamWrapper
 from emloop_ds.cli.main import cli
 from emloop_ds.core.config import load_config
 from emloop_ds.core.factory import create_dataset
@@ -82,3 +83,33 @@ def test_mnist_streams_say_to_download_first(tmp_path: Path) -> None:
     assert "run `emloop dataset download` with this config first" in result.stdout
     assert result.stderr.splitlines()[-1].startswith("error: 2 of 2 streams broken: `test`, `train`")
     assert dataset.data_root == str(tmp_path)
+
+
+def test_mnist_on_two_workers_gives_the_in_process_batches(
+    http_server: LoopbackServer, tmp_path: Path
+) -> None:
+    entries = []
+    for images, labels, count in (
+        ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", 450),
+        ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz", 30),
+    ):
+        entries += _serve_split(http_server, images, labels, count)[0]
+    overrides = [
+        f"dataset.data_root={tmp_path / 'mnist'}",
+        f"dataset.url_root={http_server.base_url}/mnist/",
+        f"dataset.download_filenames={json.dumps(entries)}",
+    ]
+    result = CliRunner().invoke(cli, ["dataset", "download", str(CONFIG), *overrides])
+    assert result.exit_code == 0, result.stderr
+
+    def read(workers: int) -> list[np.ndarray]:
+        stream = StreamWrapper(create_dataset(load_config(CONFIG, overrides)).train_stream, workers=workers)
+        try:
+            with stream:
+                return [batch["images"] for _ in range(2) for batch in stream]
+        finally:
+            stream.close()
+
+    in_process, on_workers = read(0), read(2)
+    assert len(in_process) == 10  # 2 epochs of 5 batches
+    assert all(np.array_equal(a, b) for a, b in zip(in_process, on_workers, strict=True))

@@ -37,24 +37,28 @@ class DatasetGroup(click.Group):
 
 
 def _method_command(cmd_name: str, method: str, builtins: list[str]) -> click.Command:
-    @click.command(cmd_name, help=f"Call the dataset's method {method}() with no arguments.")
+    @click.command(
+        cmd_name,
+        help=f"Call the dataset's method {method}() with no arguments and print what it returns.\n\n"
+        f"Example: emloop dataset {cmd_name} examples/iris/config.yaml --json",
+    )
     @config_argument
     @overrides_argument
     @json_option
     @verbose_option
     def run_method(config: Path, overrides: tuple[str, ...], as_json: bool) -> None:
-        import inspect
-
         from emloop_ds.cli.render_result import render_method_result
-        from emloop_ds.core.factory import call_method, create_dataset, public_methods
+        from emloop_ds.core.factory import call_method, create_dataset, find_method, public_methods
 
         dataset_config = _load_config(config, overrides, cmd_name, builtins)
-        names = _read_class_names(dataset_config)
-        if names is not None and method not in names:
-            raise _unknown_name_error(cmd_name, dataset_config.class_path, builtins, names.functions)
+        class_path = dataset_config.class_path
+        if _close_names(cmd_name, builtins):  # NOTE [mistyped commands]
+            names = _read_class_names(dataset_config)
+            if names is not None and method not in names:
+                raise _unknown_name_error(cmd_name, class_path, builtins, names.functions)
         dataset = create_dataset(dataset_config)
-        if names is None and inspect.getattr_static(type(dataset), method, None) is None:
-            raise _unknown_name_error(cmd_name, dataset_config.class_path, builtins, public_methods(dataset))
+        if find_method(dataset, method) is None:
+            raise _unknown_name_error(cmd_name, class_path, builtins, public_methods(dataset))
         result: Any = call_method(dataset, method)
         render_method_result(result, f"{type(dataset).__name__}.{method}()", config, as_json)
 
@@ -77,12 +81,15 @@ def _load_config(
         raise
 
 
-def _read_class_names(dataset_config: DatasetConfig) -> ClassNames | None:
-    """Read the names of the dataset class from its source, so a mistyped name costs no build.
+# NOTE [mistyped commands]: a name close to a built-in command (`inof`, `stram`) is most likely a typo of
+# it, so it is refused before the dataset is built (building may be slow, or download) if the source of the
+# dataset class shows no such name (core.class_source, which also sees `self.x = ...` in its methods). Any
+# other name is looked up on the built dataset as emloop does, `getattr(dataset, name)`, since a dataset
+# may bind callables in ways no reading of its source can see.
 
-    ``None`` where the source does not tell for certain (core.class_source); the dataset is then built and
-    asked.
-    """
+
+def _read_class_names(dataset_config: DatasetConfig) -> ClassNames | None:
+    """Read the names of the dataset class from its source: NOTE [mistyped commands]."""
     from emloop_ds.core.class_source import read_class_names
 
     folders = [Path.cwd()] if dataset_config.path is None else [dataset_config.path.parent, Path.cwd()]
@@ -99,8 +106,16 @@ def _unknown_name_error(
     hint = f"did you mean {_quote(close)}? " if close else ""
     return ConfigError(
         f"`{cmd_name}` is neither a command nor a method of {class_path}; {hint}"
-        f"commands: {', '.join(builtins)}; methods: {', '.join(dashed) or 'none'}"
+        f"commands: {', '.join(builtins)}; methods: {_listing(dashed)}"
     )
+
+
+def _listing(names: list[str], limit: int = 30) -> str:
+    """Join names for a message; a class with hundreds of methods gets the first ``limit`` and a count."""
+    if not names:
+        return "none"
+    shown = ", ".join(names[:limit])
+    return shown if len(names) <= limit else f"{shown} and {len(names) - limit} more"
 
 
 def _close_names(name: str, candidates: list[str]) -> list[str]:

@@ -64,10 +64,11 @@ def download(
     from emloop_ds.core.factory import call_method, create_dataset
 
     dataset = create_dataset(load_config(config, overrides))
+    has_own_download = _has_own_download(dataset)  # also rejects a dataset with nothing to download
     if check:
         _check_files(dataset, jobs=jobs, as_json=as_json)
         return
-    if _has_own_download(dataset):
+    if has_own_download:
         call_method(dataset, "download")
         return
     _download_files(dataset, jobs=jobs, timeout_s=timeout_s, force=force, as_json=as_json)
@@ -124,9 +125,15 @@ def _download_files(dataset: Any, *, jobs: int, timeout_s: float, force: bool, a
 
 def _check_files(dataset: Any, *, jobs: int, as_json: bool) -> None:
     from emloop_ds.cli import render
+    from emloop_ds.core.dataset import DownloadableDataset
     from emloop_ds.core.download import check_dataset
-    from emloop_ds.core.errors import DownloadError
+    from emloop_ds.core.errors import ConfigError, DownloadError
 
+    if not isinstance(dataset, DownloadableDataset):
+        raise ConfigError(
+            f"cannot check {type(dataset).__name__}: --check needs a DownloadableDataset, whose data_root "
+            "and download_urls say what to verify"
+        )
     results = check_dataset(dataset.data_root, dataset.download_urls, jobs=jobs)
     if as_json:
         render.print_json(render.check_results_json(results))

@@ -11,6 +11,7 @@ import click
 
 from emloop_ds.cli.dataset import dataset
 from emloop_ds.cli.options import VERBOSE_KEY, verbose_option
+from emloop_ds.cli.stderr import echo_stderr
 from emloop_ds.core.errors import EmloopDsError
 
 __all__ = ["LIBRARY_LOGGERS", "cli", "main"]
@@ -19,7 +20,10 @@ EXIT_INTERRUPTED = 130
 
 LOG_FORMAT = "%(asctime)s.%(msecs)03d %(levelname)-7s %(name)s: %(message)s"
 LOG_DATE_FORMAT = "%H:%M:%S"
-LIBRARY_LOGGERS = ("asyncio", "distributed", "filelock", "fsspec", "PIL", "tornado", "urllib3")
+LIBRARY_LOGGERS = (
+    *("absl", "asyncio", "bokeh", "botocore", "charset_normalizer", "distributed", "filelock", "fsspec"),
+    *("h5py", "httpcore", "httpx", "matplotlib", "numexpr", "PIL", "s3fs", "tornado", "urllib3"),
+)
 """Loggers of libraries that datasets and downloads use: they stay at WARNING, their INFO is noise here."""
 
 
@@ -32,6 +36,19 @@ class EmloopGroup(click.Group):
             return super().parse_args(ctx, args)
         except click.ClickException as exc:
             _exit_for_click_error(ctx, exc)
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        """Find the subcommand, suggesting the closest names for an unknown one (as newer Click does)."""
+        name = args[0] if args else ""
+        if name and not name.startswith("-") and self.get_command(ctx, name) is None:
+            import difflib
+
+            close = difflib.get_close_matches(name, self.list_commands(ctx), n=3, cutoff=0.6)
+            hint = "did you mean " + " or ".join(f"`{match}`" for match in close) + "? " if close else ""
+            ctx.fail(f"no command `{name}`; {hint}commands: {', '.join(self.list_commands(ctx))}")
+        return super().resolve_command(ctx, args)
 
     def invoke(self, ctx: click.Context) -> Any:
         """Run the command, converting our errors, Click's and ``KeyboardInterrupt`` into exits."""
@@ -52,7 +69,7 @@ def _report(ctx: click.Context, exc: BaseException, message: str) -> None:
         import traceback
 
         traceback.print_exception(exc, file=sys.stderr)
-    click.echo(message, err=True)
+    echo_stderr(message)
 
 
 def _exit_for_click_error(ctx: click.Context, exc: click.ClickException) -> NoReturn:
@@ -62,11 +79,11 @@ def _exit_for_click_error(ctx: click.Context, exc: click.ClickException) -> NoRe
     """
     if type(exc).__name__ == "NoArgsIsHelpError":
         raise exc
-    click.echo("error: " + "; ".join(exc.format_message().splitlines()), err=True)
+    echo_stderr("error: " + "; ".join(exc.format_message().splitlines()))
     if isinstance(exc, click.UsageError):
         failed = exc.ctx or ctx
         usage = " ".join([failed.command_path, *failed.command.collect_usage_pieces(failed)])
-        click.echo(f"usage: {usage}  (see '{failed.command_path} --help')", err=True)
+        echo_stderr(f"usage: {usage}  (see '{failed.command_path} --help')")
     sys.exit(exc.exit_code)
 
 

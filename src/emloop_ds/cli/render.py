@@ -143,14 +143,14 @@ def render_dataset_info(info: DatasetInfo) -> None:
     if not info.streams:
         console.print(escape(f"{info.dataset} has no streams (no public <name>_stream methods)"))
     for stream in info.streams:
+        if stream.sources:  # of a broken stream: what the batches before the failure showed
+            console.print(_sources_table(stream))
+        if any(source.stats is not None for source in stream.sources):
+            console.print(_stats_table(stream))
         if stream.error is not None:
             console.print(
                 f"[bold]{escape(stream.name)}[/bold] stream: [red]broken[/red]: {escape(stream.error)}"
             )
-            continue
-        console.print(_sources_table(stream))
-        if any(source.stats is not None for source in stream.sources):
-            console.print(_stats_table(stream))
 
 
 def _sources_table(stream: StreamInfo) -> Table:
@@ -162,7 +162,7 @@ def _sources_table(stream: StreamInfo) -> Table:
             Text(source.name),
             Text(source.dtype),
             Text("unknown" if source.shape is None else str(list(source.shape))),
-            Text("" if source.min is None else f"{source.min} – {source.max}"),
+            Text(_ABSENT if source.min is None else f"{source.min} – {source.max}"),
             Text(_non_finite(source), style="red") if source.non_finite else Text("none"),
             Text("yes", style="yellow") if source.ragged else Text("no"),
         )
@@ -180,20 +180,29 @@ def _stats_table(stream: StreamInfo) -> Table:
         histogram = stats.histogram
         table.add_row(
             Text(source.name),
-            Text("" if stats.mean is None else f"{stats.mean:.6g}"),
-            Text("" if stats.std is None else f"{stats.std:.6g}"),
+            Text(_table_number(stats.mean)),
+            Text(_table_number(stats.std)),
             Text(
-                ""
+                _ABSENT
                 if histogram is None
                 else f"{histogram.edges[0]:.4g} {sparkline(histogram.counts)} {histogram.edges[-1]:.4g}"
             ),
             Text(
-                ""
+                _ABSENT
                 if stats.values is None
                 else ", ".join(f"{_value_key(value)}: {count:,}" for value, count in stats.values.items())
             ),
         )
     return table
+
+
+_ABSENT = "–"
+"""A table cell whose figure does not apply or is unknown: ``null`` (or no key) in the JSON form."""
+
+
+def _table_number(value: float | None) -> str:
+    json_value = _json_number(value)  # the table shows what the JSON says
+    return _ABSENT if json_value is None else f"{json_value:.6g}"
 
 
 def sparkline(counts: Sequence[int]) -> str:
@@ -346,6 +355,8 @@ def throughput_json(report: ThroughputReport) -> dict[str, Any]:
         "epoch_size": report.epoch_size,
         "buffer_size": report.buffer_size,
         "eager": report.eager,
+        "workers": report.workers,
+        "ordered": report.ordered,
         "batches": report.batches,
         "examples": report.examples,
         "bytes": report.nbytes,
@@ -368,6 +379,9 @@ def render_throughput(report: ThroughputReport) -> None:
     )
     mode = "eager" if report.eager else "gated"
     buffering = f"{report.buffer_size:,} batches ({mode})" if report.buffer_size else "none"
+    if report.workers:
+        buffering = f"{report.buffer_size:,} batches in flight per worker"
+    workers = f"{report.workers:,} ({'ordered' if report.ordered else 'as ready'})" if report.workers else "0"
     title = f"{report.stream} stream" + (" (interrupted by Ctrl-C)" if report.interrupted else "")
     table = Table(title=escape(title), title_justify="left")
     table.add_column("measure")
@@ -376,6 +390,7 @@ def render_throughput(report: ThroughputReport) -> None:
     for measure, value in (
         ("epochs", epochs),
         ("buffer", buffering),
+        ("workers", workers),
         ("batches", f"{report.batches:,}"),
         ("examples", f"{report.examples:,}"),
         ("data", _figure(megabytes, "MB")),

@@ -32,12 +32,27 @@ ENDLESS_HINT_AFTER_S = 10.0
     type=click.IntRange(min=0),
     default=0,
     show_default=True,
-    help="Batches a background thread prepares ahead; 0 reads in the foreground.",
+    help="Batches a background thread prepares ahead; 0 reads in the foreground. "
+    "With --workers: batches in flight per worker, 0 meaning 2.",
 )
 @click.option(
     "--eager",
     is_flag=True,
-    help="Let the buffer fill whenever it has room, not only while the reader waits (needs --buffer).",
+    help="Let the buffer fill whenever it has room, not only while the reader waits (needs --buffer; "
+    "no effect with --workers).",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Worker processes that each run a shard of the stream (it must take a `shard` parameter); "
+    "0 reads in this process.",
+)
+@click.option(
+    "--unordered",
+    is_flag=True,
+    help="With --workers, deliver batches as they are ready instead of one from each worker in turn.",
 )
 @json_option
 @verbose_option
@@ -49,13 +64,15 @@ def stream(
     epochs: int,
     buffer_size: int,
     eager: bool,
+    workers: int,
+    unordered: bool,
     as_json: bool,
 ) -> None:
     """Read a stream with a progress bar, then show batches, examples, rates and waits per batch.
 
     Ctrl-C stops the read, shows the summary of what was read and exits with 130.
 
-    Example: emloop dataset stream examples/iris/config.yaml --epochs 10 --buffer 4
+    Example: emloop dataset stream examples/iris/config.yaml --epochs 10 --workers 2
     """
     from tqdm import tqdm
 
@@ -64,8 +81,10 @@ def stream(
     from emloop_ds.core.factory import create_dataset
     from emloop_ds.core.throughput import find_stream, measure_stream
 
-    if eager and buffer_size == 0:
+    if eager and buffer_size == 0 and workers == 0:
         raise click.UsageError("--eager needs a buffer: add --buffer N with N of 1 or more")
+    if unordered and workers == 0:
+        raise click.UsageError("--unordered needs worker processes: add --workers N with N of 1 or more")
     stream_fn = find_stream(create_dataset(load_config(config, overrides)), stream_name)
     hint = (
         f"hint: the first epoch of stream `{stream_name}` has not ended after {ENDLESS_HINT_AFTER_S:g} s; "
@@ -80,6 +99,8 @@ def stream(
             epoch_size,
             buffer_size,
             eager,
+            workers=workers,
+            ordered=not unordered,
             on_batch=bar.update,
             on_endless_hint=lambda: tqdm.write(hint, file=sys.stderr),
             endless_hint_after_s=ENDLESS_HINT_AFTER_S,

@@ -13,6 +13,7 @@ import importlib
 import importlib.util
 import inspect
 import sys
+import types
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib.machinery import PathFinder
@@ -63,11 +64,7 @@ def _class_names(module: str, name: str, paths: list[str], depth: int) -> tuple[
         if not isinstance(live, type):
             raise _UnknownError
         members = inspect.getmembers_static(live)
-        functions = {
-            member
-            for member, value in members
-            if inspect.isfunction(value) and _signature_takes_no_arguments(value)
-        }
+        functions = {member for member, value in members if _is_live_plain_method(value)}
         return functions, {member for member, _ in members} - functions
     source, is_package = _find_source(module, paths)
     tree = ast.parse(source.read_text(encoding="utf-8"), filename=str(source))
@@ -146,13 +143,16 @@ def _resolve_base(
 
 
 def _body_names(node: ast.ClassDef) -> tuple[set[str], set[str]]:
-    """Split the names bound in a class body into functions and everything else."""
+    """Split the names a class binds into methods callable without arguments and everything else.
+
+    Besides its body, a class binds the attributes its methods set on the instance (``self.x = ...``).
+    """
     functions: set[str] = set()
     others: set[str] = set()
     for statement in node.body:
         if isinstance(statement, ast.FunctionDef | ast.AsyncFunctionDef):
-            plain = not statement.decorator_list and _ast_takes_no_arguments(statement.args)
-            (functions if plain else others).add(statement.name)
+            (functions if _is_plain_method(statement) else others).add(statement.name)
+            others.update(_instance_attributes(statement))
         elif isinstance(statement, ast.ClassDef):
             others.add(statement.name)
         elif isinstance(statement, ast.Assign | ast.AnnAssign | ast.AugAssign):
@@ -162,21 +162,59 @@ def _body_names(node: ast.ClassDef) -> tuple[set[str], set[str]]:
             others.update((a.asname or a.name).partition(".")[0] for a in statement.names)
         elif not isinstance(statement, ast.Expr | ast.Pass):
             raise _UnknownError  # `if`, `for`, `with`... may bind names we cannot be sure of
+    if others & {"__getattr__", "__getattribute__"} or functions & {"__getattr__", "__getattribute__"}:
+        raise _UnknownError  # any name may exist
     return functions - others, others
 
 
-def _signature_takes_no_arguments(function: object) -> bool:
-    """Tell whether a live method can be called with no arguments but ``self``."""
+def _is_plain_method(function: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
+    """Tell whether a method (plain, static or class method) can be called with no arguments."""
+    decorators = [ast.unparse(decorator) for decorator in function.decorator_list]
+    if decorators == ["staticmethod"]:
+        return _ast_takes_no_arguments(function.args, skip=0)
+    if decorators in ([], ["classmethod"]):
+        return _ast_takes_no_arguments(function.args, skip=1)
+    return False  # a property or another decorator: not known to be a method
+
+
+def _instance_attributes(function: ast.FunctionDef | ast.AsyncFunctionDef) -> set[str]:
+    """Return the attributes a method sets on its first argument; unknown if it sets them dynamically."""
+    arguments = [*function.args.posonlyargs, *function.args.args]
+    if not arguments or function.decorator_list:
+        return set()
+    instance = arguments[0].arg
+    names = set()
+    for node in ast.walk(function):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == instance:
+            if isinstance(node.ctx, ast.Store | ast.Del):
+                names.add(node.attr)
+            elif node.attr == "__dict__":
+                raise _UnknownError  # self.__dict__.update(...) binds names we cannot see
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "vars":
+            raise _UnknownError
+    return names
+
+
+def _is_live_plain_method(member: object) -> bool:
+    """Tell whether a class member (as ``getattr_static`` gives it) is a method callable with no arguments."""
+    if isinstance(member, staticmethod):
+        function, skip = member.__func__, 0
+    elif isinstance(member, classmethod):
+        function, skip = member.__func__, 1
+    elif isinstance(member, types.FunctionType):
+        function, skip = member, 1
+    else:
+        return False
     try:
-        parameters = list(inspect.signature(function).parameters.values())[1:]  # type: ignore[arg-type]
+        parameters = list(inspect.signature(function).parameters.values())[skip:]
     except (TypeError, ValueError):
         return False
     return all(p.default is not p.empty or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in parameters)
 
 
-def _ast_takes_no_arguments(arguments: ast.arguments) -> bool:
-    """Tell whether a method in source can be called with no arguments but ``self``."""
-    positional = [*arguments.posonlyargs, *arguments.args][1:]
+def _ast_takes_no_arguments(arguments: ast.arguments, skip: int) -> bool:
+    """Tell whether a function in source can be called with no arguments but its first ``skip``."""
+    positional = [*arguments.posonlyargs, *arguments.args][skip:]
     keyword_only_required = any(default is None for default in arguments.kw_defaults)
     return len(positional) <= len(arguments.defaults) and not keyword_only_required
 

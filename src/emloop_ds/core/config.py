@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 import os
 import stat
 from collections.abc import Mapping, Sequence
@@ -13,7 +12,15 @@ from typing import Any
 
 from emloop_ds.core.errors import ConfigError
 
-__all__ = ["CONFIG_FILENAME", "DatasetConfig", "apply_overrides", "decode_yaml", "encode_yaml", "load_config"]
+__all__ = [
+    "CONFIG_FILENAME",
+    "DatasetConfig",
+    "apply_overrides",
+    "decode_yaml",
+    "describe_type",
+    "encode_yaml",
+    "load_config",
+]
 
 CONFIG_FILENAME = "config.yaml"
 """The file looked for when CONFIG names a folder."""
@@ -46,12 +53,20 @@ class DatasetConfig:
         and ``decode_yaml`` reads JSON first: encoding and decoding a 10,000-entry download list then takes
         ~20 ms instead of ~1 s of YAML, so a config is parsed as YAML only once.
         """
+        import json
+
         data = {**self.kwargs, "output_dir": output_dir}
         try:
             text = json.dumps(data, allow_nan=False, default=_not_json)
         except (TypeError, ValueError):  # dates, NaN...: YAML holds them
             return encode_yaml(data)
         return text if json.loads(text) == data else encode_yaml(data)  # e.g. int keys become str
+
+
+def describe_type(value: Any) -> str:
+    """Name the type of ``value`` with its article, for messages: ``an int``, ``a list``."""
+    name = type(value).__name__
+    return f"{'an' if name[:1].lower() in 'aeiou' else 'a'} {name}"
 
 
 def decode_yaml(text: str, source: str = "<string>") -> Any:
@@ -63,6 +78,8 @@ def decode_yaml(text: str, source: str = "<string>") -> Any:
     from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
     if text.startswith("{"):  # NOTE [JSON config string]
+        import json
+
         try:
             return json.loads(text)
         except ValueError:
@@ -82,15 +99,27 @@ def _not_json(value: Any) -> Any:
     raise ValueError(f"not JSON: {type(value).__name__}")
 
 
-def encode_yaml(data: Any, sort_keys: bool = True) -> str:
-    """Encode plain data (dicts, lists, scalars) as a block-style YAML string, keys sorted unless asked."""
+def encode_yaml(data: Any, sort_keys: bool = True, allow_unicode: bool = True) -> str:
+    """Encode plain data (dicts, lists, scalars) as a block-style YAML string.
+
+    Keys are sorted unless ``sort_keys`` is false; without ``allow_unicode``, non-ASCII characters are
+    written as escapes in double-quoted strings.
+
+    Raises:
+        ConfigError: if ``data`` holds something YAML cannot write (an object of another type).
+    """
     from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
 
     yaml = YAML(typ="safe")  # libyaml's emitter where installed: NOTE [libyaml]
     yaml.default_flow_style = False
+    yaml.allow_unicode = allow_unicode
     yaml.representer.sort_base_mapping_type_on_output = sort_keys
     stream = io.StringIO()
-    yaml.dump(data, stream)
+    try:
+        yaml.dump(data, stream)
+    except YAMLError as exc:
+        raise ConfigError(f"cannot write {describe_type(data)} as YAML: {exc}") from exc
     return stream.getvalue()
 
 
@@ -129,7 +158,7 @@ def load_config(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> 
         config = {}
     if not isinstance(config, dict):
         raise ConfigError(
-            f"config {path} holds a {type(config).__name__}, not a mapping; "
+            f"config {path} holds {describe_type(config)}, not a mapping; "
             "write it as `dataset:` with `class:` and the dataset's arguments beneath"
         )
     config = apply_overrides(config, overrides, source=f"config {path}")
@@ -152,10 +181,14 @@ def apply_overrides(
     for override in overrides:
         parts, value = _parse_override(override)
         if parts[0] not in result:
-            sections = ", ".join(map(str, result)) or "none"
+            import difflib
+
+            sections = [str(section) for section in result]
+            close = difflib.get_close_matches(parts[0], sections, n=1, cutoff=0.6)
+            advice = f"did you mean `{close[0]}`?" if close else "check the first part of the key"
             raise ConfigError(
                 f"override {override!r} names no section of {source}: `{parts[0]}` is not one of its "
-                f"sections ({sections}); check the first part of the key"
+                f"sections ({', '.join(sections) or 'none'}); {advice}"
             )
         node = result
         for depth, part in enumerate(parts[:-1]):
@@ -165,7 +198,7 @@ def apply_overrides(
             if not isinstance(child, dict):
                 prefix = ".".join(parts[: depth + 1])
                 raise ConfigError(
-                    f"cannot apply override {override!r}: {prefix} is a {type(child).__name__}, "
+                    f"cannot apply override {override!r}: {prefix} is {describe_type(child)}, "
                     "not a mapping; override that key itself"
                 )
             node = child
@@ -260,7 +293,7 @@ def _dataset_config(config: Mapping[str, Any], path: Path, overrides: Sequence[s
         raise ConfigError(f"{section_origin} has no `dataset` section; add `dataset:` with `class:` beneath")
     if not isinstance(section, dict):
         raise ConfigError(
-            f"the `dataset` section of {section_origin} is a {type(section).__name__}, not a mapping; "
+            f"the `dataset` section of {section_origin} is {describe_type(section)}, not a mapping; "
             "put `class:` and the dataset's arguments beneath it"
         )
     if section_override is not None:

@@ -42,13 +42,13 @@ class BaseDataset(AbstractDataset):
         Raises:
             ConfigError: if the string is not YAML holding a mapping.
         """
-        from emloop_ds.core.config import decode_yaml
+        from emloop_ds.core.config import decode_yaml, describe_type
 
         super().__init__(config_str)
         config = decode_yaml(config_str, source=f"{type(self).__name__} config") or {}
         if not isinstance(config, dict):
             raise ConfigError(
-                f"{type(self).__name__} config is a {type(config).__name__}, not a mapping; "
+                f"{type(self).__name__} config is {describe_type(config)}, not a mapping; "
                 "pass a YAML mapping of the dataset's arguments"
             )
         output_dir = config.pop("output_dir", None)
@@ -153,7 +153,7 @@ class DownloadableDataset(BaseDataset):
                 f"{type(self).__name__} got download_filenames but no url_root; add `url_root: <base URL>` "
                 "(or a list of mirror roots) to the dataset section of the config"
             )
-        from emloop_ds.core.download.entry import entries_from_url_root
+        from emloop_ds.core.download.url_root import entries_from_url_root
 
         self._download_urls = entries_from_url_root(url_root, download_filenames)
 

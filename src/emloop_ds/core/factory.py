@@ -5,13 +5,15 @@ from __future__ import annotations
 import importlib
 import inspect
 import sys
+import types
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from emloop_ds.core.config import DatasetConfig
 from emloop_ds.core.errors import ConfigError, DatasetError, EmloopDsError, describe_exception
 
-__all__ = ["call_method", "create_dataset", "import_dataset_class", "public_methods"]
+__all__ = ["call_method", "create_dataset", "find_method", "import_dataset_class", "public_methods"]
 
 
 def create_dataset(config: DatasetConfig, output_dir: str | None = None) -> Any:
@@ -74,24 +76,57 @@ def import_dataset_class(class_path: str, search_dirs: list[Path], where: str = 
 
 
 def public_methods(dataset: Any) -> list[str]:
-    """List the public methods of ``dataset`` that can be called without arguments."""
+    """List the public methods of ``dataset`` that can be called without arguments.
+
+    Methods, static and class methods, and callable attributes set on the instance count; properties and
+    other descriptors are not run just to list the methods.
+    """
+    instance_attributes = getattr(dataset, "__dict__", {})
     names = []
-    for name, member in inspect.getmembers_static(type(dataset)):
-        if not name.startswith("_") and inspect.isfunction(member) and _takes_no_arguments(member):
+    for name in sorted(dir(dataset)):
+        if name.startswith("_"):
+            continue
+        static = inspect.getattr_static(dataset, name, None)
+        if name not in instance_attributes and not isinstance(static, _METHOD_KINDS):
+            continue
+        member = getattr(dataset, name, None)
+        if callable(member) and not inspect.isclass(member) and _takes_no_arguments(member):
             names.append(name)
     return names
 
 
+def find_method(dataset: Any, name: str) -> Callable[..., Any] | None:
+    """Return ``dataset.name`` if it is public and callable (emloop calls ``getattr(dataset, name)()``).
+
+    Raises:
+        DatasetError: if reading the attribute fails (a property that raises).
+    """
+    if name.startswith("_"):
+        return None
+    try:
+        member = getattr(dataset, name, None)
+    except EmloopDsError:
+        raise
+    except Exception as exc:
+        raise DatasetError(
+            f"reading {type(dataset).__name__}.{name} failed: {describe_exception(exc)} "
+            "(--verbose shows the traceback)"
+        ) from exc
+    return member if callable(member) else None
+
+
 def call_method(dataset: Any, name: str) -> Any:
     """Call the public method ``name`` of ``dataset`` with no arguments and return its result.
+
+    Any public callable counts (see ``find_method``), as in emloop.
 
     Raises:
         ConfigError: if the dataset has no such public method or it needs arguments.
         DatasetError: if the method fails.
     """
     class_name = type(dataset).__name__
-    member = None if name.startswith("_") else inspect.getattr_static(type(dataset), name, None)
-    if not inspect.isfunction(member):
+    member = find_method(dataset, name)
+    if member is None:
         import difflib
 
         methods = public_methods(dataset)
@@ -106,7 +141,7 @@ def call_method(dataset: Any, name: str) -> Any:
             "can be run from the command line"
         )
     try:
-        return getattr(dataset, name)()
+        return member()
     except EmloopDsError:
         raise
     except Exception as exc:
@@ -115,9 +150,13 @@ def call_method(dataset: Any, name: str) -> Any:
         ) from exc
 
 
-def _takes_no_arguments(function: Any) -> bool:
+_METHOD_KINDS = (types.FunctionType, staticmethod, classmethod)
+
+
+def _takes_no_arguments(bound: Callable[..., Any]) -> bool:
+    """Tell whether a bound method or other callable can be called with no arguments."""
     try:
-        parameters = list(inspect.signature(function).parameters.values())[1:]
+        parameters = inspect.signature(bound).parameters.values()
     except (TypeError, ValueError):
         return False
     return all(p.default is not p.empty or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in parameters)

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import collections
 import inspect
-import itertools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +17,7 @@ __all__ = [
     "DatasetInfo",
     "SourceInfo",
     "StreamInfo",
+    "describe_other_sources",
     "describe_unequal_lengths",
     "inspect_batch",
     "inspect_dataset",
@@ -38,9 +38,10 @@ class SourceInfo:
     """What one source of a stream holds.
 
     ``shape`` has ``None`` for a dimension that differs between the inspected batches, and is ``None``
-    itself if even the number of dimensions differs. ``min``/``max`` are over the finite values, ``None``
-    for non-numeric data; ``nan``, ``posinf`` and ``neginf`` count the non-finite values. ``stats`` is
-    filled only when statistics are asked for.
+    itself if even the number of dimensions differs; ``ragged`` means that the examples of one batch
+    differ in length or shape (batches that differ from each other only widen ``shape``). ``min``/``max``
+    are over the finite values, ``None`` for non-numeric data; ``nan``, ``posinf`` and ``neginf`` count the
+    non-finite values. ``stats`` is filled only when statistics are asked for.
     """
 
     name: str
@@ -62,7 +63,12 @@ class SourceInfo:
 
 @dataclass(frozen=True)
 class StreamInfo:
-    """The sources of one stream, or the one-line error that makes it broken."""
+    """The sources of one stream, and the one-line error that makes it broken, if any.
+
+    A stream is broken if it raises, yields nothing, or yields something that is not a batch: not a
+    mapping, sources of unequal length, or other sources than its first batch. ``error`` names the batch;
+    ``sources`` then holds the findings of the batches read before it.
+    """
 
     name: str
     sources: tuple[SourceInfo, ...]
@@ -78,7 +84,7 @@ class DatasetInfo:
 
     @property
     def broken_streams(self) -> tuple[StreamInfo, ...]:
-        """The streams that raised, yielded something other than mappings, nothing, or unequal sources."""
+        """The streams that have an error (see ``StreamInfo``)."""
         return tuple(stream for stream in self.streams if stream.error is not None)
 
 
@@ -112,63 +118,113 @@ def inspect_dataset(
 def inspect_stream(
     name: str, stream_fn: Callable[[], Any], batches: int = 1, stats: bool = False
 ) -> StreamInfo:
-    """Inspect the first ``batches`` batches of the stream returned by ``stream_fn``."""
+    """Inspect the first ``batches`` batches of the stream returned by ``stream_fn``.
+
+    A stream that fails is reported with an error naming the batch, and with the sources of the batches
+    read before it; a failing second pass (``stats``) keeps the first pass's findings, without statistics.
+    """
     tallies: dict[str, StatsTally] | None = None
     if stats:
         from emloop_ds.core.stats import StatsTally
 
         tallies = collections.defaultdict(StatsTally)
+    sources: dict[str, SourceInfo] = {}
     try:
-        sources = _first_pass(stream_fn, batches, tallies)
+        _first_pass(stream_fn, batches, sources, tallies)
     except _BrokenStreamError as exc:
-        return StreamInfo(name, (), str(exc))
-    except Exception as exc:
-        return StreamInfo(name, (), describe_exception(exc))
+        return StreamInfo(name, tuple(sources.values()), str(exc))
     if tallies is None:
         return StreamInfo(name, tuple(sources.values()))
     try:
-        return StreamInfo(name, _add_stats(sources, tallies, lambda: itertools.islice(stream_fn(), batches)))
-    except Exception as exc:
-        return StreamInfo(name, (), f"the second pass for statistics failed: {describe_exception(exc)}")
+        return StreamInfo(name, _add_stats(sources, tallies, stream_fn, batches))
+    except _BrokenStreamError as exc:
+        return StreamInfo(name, tuple(sources.values()), f"the second pass for statistics failed: {exc}")
 
 
 class _BrokenStreamError(Exception):
-    """A stream yielded something that is not a batch; the message says what."""
+    """A stream failed or yielded something that is not a batch; the message says what, naming the batch."""
 
 
-def _first_pass(
-    stream_fn: Callable[[], Any], batches: int, tallies: dict[str, StatsTally] | None
-) -> dict[str, SourceInfo]:
-    """Inspect the batches, feeding ``tallies`` if given; raise ``_BrokenStreamError`` for a non-batch."""
-    sources: dict[str, SourceInfo] = {}
-    number = 0
-    for number, batch in enumerate(itertools.islice(stream_fn(), batches), start=1):
+def _read_batches(stream_fn: Callable[[], Any], batches: int) -> Iterator[tuple[int, Mapping[Any, Any]]]:
+    """Yield the first ``batches`` batches with their numbers; a failure is a ``_BrokenStreamError``."""
+    try:
+        stream = stream_fn()
+    except Exception as exc:
+        raise _BrokenStreamError(describe_exception(exc)) from exc
+    try:
+        iterator = iter(stream)
+    except TypeError as exc:
+        raise _BrokenStreamError(
+            f"the stream method returned a {type(stream).__name__}, not an iterable of batches"
+        ) from exc
+    for number in range(1, batches + 1):
+        try:
+            batch = next(iterator)
+        except StopIteration:
+            return
+        except Exception as exc:
+            raise _BrokenStreamError(f"batch {number} raised {describe_exception(exc)}") from exc
         if not isinstance(batch, Mapping):
             raise _BrokenStreamError(
                 f"batch {number} is a {type(batch).__name__}, not a mapping of source names to examples"
             )
-        unequal = describe_unequal_lengths(batch)
+        yield number, batch
+
+
+def _first_pass(
+    stream_fn: Callable[[], Any],
+    batches: int,
+    sources: dict[str, SourceInfo],
+    tallies: dict[str, StatsTally] | None,
+) -> None:
+    """Inspect the batches into ``sources``, feeding ``tallies`` if given.
+
+    ``sources`` holds the findings of every batch read in full, also when a later one raises
+    ``_BrokenStreamError``.
+    """
+    first_names: list[str] | None = None
+    for number, batch in _read_batches(stream_fn, batches):
+        try:  # the user's objects: their len() or conversion to an array may raise
+            unequal = describe_unequal_lengths(batch)
+            names = [str(source_name) for source_name in batch]
+            found = [
+                _inspect_source(name, values) for name, values in zip(names, batch.values(), strict=True)
+            ]
+        except Exception as exc:
+            raise _BrokenStreamError(
+                f"batch {number} could not be inspected: {describe_exception(exc)}"
+            ) from exc
         if unequal is not None:
             raise _BrokenStreamError(f"batch {number} has {unequal}; {_ONE_VALUE_PER_EXAMPLE}")
-        for source_name, values in batch.items():
-            source, array = _inspect_source(str(source_name), values)
+        if first_names is None:
+            first_names = names
+        _require_same_sources(number, names, first_names, "batch 1")
+        for source, array in found:  # merged only now: a batch counts once it was read in full
             earlier = sources.get(source.name)
             sources[source.name] = source if earlier is None else _merge(earlier, source)
             if tallies is not None:
                 tallies[source.name].add(array)
-    if number == 0:
+    if first_names is None:
         raise _BrokenStreamError("the stream yielded no batches")
-    return sources
+
+
+def _require_same_sources(number: int, names: Sequence[str], expected: Sequence[str], where: str) -> None:
+    """Raise ``_BrokenStreamError`` unless batch ``number`` holds the sources ``expected`` (in any order)."""
+    difference = describe_other_sources(names, expected)
+    if difference is not None:
+        raise _BrokenStreamError(
+            f"batch {number} has other sources than {where} ({difference}); {_SAME_SOURCES_IN_EVERY_BATCH}"
+        )
 
 
 def _add_stats(
-    sources: dict[str, SourceInfo], tallies: dict[str, StatsTally], read_again: Callable[[], Any]
+    sources: dict[str, SourceInfo], tallies: dict[str, StatsTally], stream_fn: Callable[[], Any], batches: int
 ) -> tuple[SourceInfo, ...]:
     """Run pass two for the histograms and attach each source's statistics."""
-    from emloop_ds.core.stats import Histogram, count_histograms
+    from emloop_ds.core.stats import Histogram
 
     edges = {name: bins for name, tally in tallies.items() if (bins := tally.histogram_edges()) is not None}
-    counts = count_histograms(read_again(), edges) if edges else {}
+    counts = _second_pass(stream_fn, batches, list(sources), edges) if edges else {}
     return tuple(
         replace(
             source,
@@ -178,7 +234,42 @@ def _add_stats(
     )
 
 
+def _second_pass(
+    stream_fn: Callable[[], Any], batches: int, expected: list[str], edges: dict[str, tuple[float, ...]]
+) -> dict[str, tuple[int, ...]]:
+    """Read the batches again, checking that they hold the sources the first pass found; count the bins."""
+    from emloop_ds.core.stats import HistogramCounter
+
+    counter = HistogramCounter(edges)
+    for number, batch in _read_batches(stream_fn, batches):
+        names = [str(name) for name in batch]
+        _require_same_sources(number, names, expected, "the first pass")
+        try:  # the user's objects: a source may have become irregular since the first pass
+            counter.add(dict(zip(names, batch.values(), strict=True)))
+        except Exception as exc:
+            raise _BrokenStreamError(
+                f"batch {number} could not be inspected: {describe_exception(exc)}"
+            ) from exc
+    return counter.counts()
+
+
 _ONE_VALUE_PER_EXAMPLE = "make every source of a batch hold one value per example"
+_SAME_SOURCES_IN_EVERY_BATCH = "make every batch of a stream hold the same sources"
+
+
+def describe_other_sources(names: Sequence[str], expected: Sequence[str]) -> str | None:
+    """Say which of ``expected`` a batch's source ``names`` lack and which they add, ``None`` if neither."""
+    present, wanted = set(names), set(expected)
+    if present == wanted:
+        return None
+    missing = [name for name in expected if name not in present]
+    extra = [name for name in names if name not in wanted]
+    parts = []
+    if missing:
+        parts.append("missing " + ", ".join(f"`{name}`" for name in missing))
+    if extra:
+        parts.append("extra " + ", ".join(f"`{name}`" for name in extra))
+    return "; ".join(parts)
 
 
 def describe_unequal_lengths(batch: Mapping[Any, Any]) -> str | None:
@@ -252,7 +343,9 @@ def _number(value: Any) -> Number:
 def _merge(earlier: SourceInfo, later: SourceInfo) -> SourceInfo:
     """Combine a source's findings over two batches: the widest range, the counts, the common shape."""
     shape = _common_shape(earlier.shape, later.shape)
-    ragged = earlier.ragged or later.ragged or shape is None or None in shape[1:]
+    # Ragged means the examples of one batch differ; batches that differ from each other only widen the
+    # shape to None (each batch may be padded to its own longest example).
+    ragged = earlier.ragged or later.ragged
     return replace(
         earlier,
         shape=shape,

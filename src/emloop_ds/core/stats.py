@@ -23,6 +23,7 @@ __all__ = [
     "HISTOGRAM_BINS",
     "MAX_DISTINCT_VALUES",
     "Histogram",
+    "HistogramCounter",
     "Moments",
     "SourceStats",
     "StatsTally",
@@ -49,7 +50,7 @@ class Histogram:
 
 @dataclass(frozen=True)
 class SourceStats:
-    """The statistics of one source; a figure that does not apply (or found no value) is ``None``.
+    """The statistics of one source; a figure that does not apply, found no value or overflows is ``None``.
 
     ``std`` is the population standard deviation (numpy's default, ``ddof=0``). ``values`` maps each
     value to its count, in ascending order of value, for sources of at most ``MAX_DISTINCT_VALUES``
@@ -153,35 +154,61 @@ class StatsTally:
         """Return the statistics, with the histogram that pass two filled."""
         numeric = self.is_numeric and self.moments.count > 0
         return SourceStats(
-            mean=self.moments.mean if numeric else None,
-            std=self.moments.std if numeric else None,
+            mean=_finite_or_none(self.moments.mean) if numeric else None,
+            std=_finite_or_none(self.moments.std) if numeric else None,
             histogram=histogram if numeric else None,
             values=None if self.values is None else dict(sorted(self.values.items())),
             count=self.moments.count if self.is_numeric else 0,
         )
 
 
+def _finite_or_none(value: float | None) -> float | None:
+    # Values near ±1e308 overflow the sums of float64: such a figure is unknown, not infinite.
+    return value if value is not None and math.isfinite(value) else None
+
+
 _KINDS = {"b": "bool", "i": "int", "u": "int", "f": "float", "U": "str"}
+
+
+class HistogramCounter:
+    """Pass two: count each source's finite values in the bins of ``edges``, one batch at a time."""
+
+    def __init__(self, edges: Mapping[str, tuple[float, ...]]) -> None:
+        """Start with empty bins for each source of ``edges``."""
+        self._edges = {name: np.array(source_edges, dtype=np.float64) for name, source_edges in edges.items()}
+        self._counts = {name: np.zeros(HISTOGRAM_BINS, dtype=np.int64) for name in edges}
+
+    def add(self, batch: Mapping[str, Any]) -> None:
+        """Count the values of one batch; values outside the edges are left out.
+
+        Raises:
+            KeyError: if the batch lacks one of the sources.
+            ValueError: if a source is not a regular array of numbers.
+        """
+        for name, source_edges in self._edges.items():
+            for chunk in _finite_chunks(np.asarray(batch[name])):
+                self._counts[name] += _bin_counts(chunk, source_edges)
+
+    def counts(self) -> dict[str, tuple[int, ...]]:
+        """Return the counts of each source's bins."""
+        return {name: tuple(int(count) for count in bins) for name, bins in self._counts.items()}
 
 
 def count_histograms(
     batches: Iterable[Any], edges: Mapping[str, tuple[float, ...]]
 ) -> dict[str, tuple[int, ...]]:
-    """Pass two: count each source's finite values of ``batches`` in the bins of ``edges``.
+    """Count each source's finite values of ``batches`` in the bins of ``edges`` (see ``HistogramCounter``).
 
     Raises:
         ValueError: if a batch is not a mapping.
         KeyError: if a batch lacks one of the sources.
     """
-    counts = {name: np.zeros(HISTOGRAM_BINS, dtype=np.int64) for name in edges}
-    edge_arrays = {name: np.array(source_edges, dtype=np.float64) for name, source_edges in edges.items()}
+    counter = HistogramCounter(edges)
     for number, batch in enumerate(batches, start=1):
         if not isinstance(batch, Mapping):
             raise ValueError(f"batch {number} of the second pass is a {type(batch).__name__}, not a mapping")
-        for name, source_edges in edge_arrays.items():
-            for chunk in _finite_chunks(np.asarray(batch[name])):
-                counts[name] += _bin_counts(chunk, source_edges)
-    return {name: tuple(int(count) for count in bins) for name, bins in counts.items()}
+        counter.add(batch)
+    return counter.counts()
 
 
 def _bin_counts(chunk: np.ndarray[Any, Any], edges: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:

@@ -41,6 +41,8 @@ class ThroughputReport:
     wait_p95_seconds: float | None
     wait_max_seconds: float | None
     interrupted: bool = False
+    workers: int = 0
+    ordered: bool = True
 
     @property
     def batches_per_second(self) -> float | None:
@@ -204,6 +206,8 @@ def measure_stream(
     epoch_size: int | None = None,
     buffer_size: int = 0,
     eager: bool = False,
+    workers: int = 0,
+    ordered: bool = True,
     on_batch: Callable[[], object] | None = None,
     clock: Callable[[], float] = time.perf_counter,
     on_endless_hint: Callable[[], object] | None = None,
@@ -217,6 +221,9 @@ def measure_stream(
         stream_fn: returns the stream, e.g. a dataset's ``train_stream`` (see ``find_stream``).
         stream: the stream's name.
         epoch_size: batches per epoch; ``None`` reads one pass of the stream per epoch.
+        buffer_size: batches prepared ahead; with workers, batches in flight per worker (below 1: 2).
+        workers: worker processes running shards of the stream; 0 reads in this process.
+        ordered: with workers, merge the shards in turn rather than as ready.
         on_batch: called after each batch, e.g. to advance a progress bar.
         clock: the wall clock in seconds, replaceable in tests.
         on_endless_hint: called once if, without ``epoch_size``, a batch of the first epoch arrives
@@ -226,8 +233,18 @@ def measure_stream(
         StreamError: if the stream fails; the dataset's exception is its cause.
     """
     wrapper = StreamWrapper(
-        stream_fn, stream, buffer_size=buffer_size, epoch_size=epoch_size or -1, eager=eager
+        stream_fn,
+        stream,
+        buffer_size=buffer_size,
+        epoch_size=epoch_size or -1,
+        eager=eager,
+        workers=workers,
+        ordered=ordered,
     )
+    if workers > 0 and buffer_size < 1:
+        from emloop_ds.core.stream.workers import DEFAULT_BUFFER_SIZE
+
+        buffer_size = DEFAULT_BUFFER_SIZE
     tally = _Tally(stream=stream)
     start = clock()
     hint = None
@@ -239,6 +256,8 @@ def measure_stream(
         interrupted = True
     else:
         interrupted = False
+    finally:
+        wrapper.close()  # stops the worker processes, if any
     seconds = clock() - start
     return ThroughputReport(
         stream=stream,
@@ -255,6 +274,8 @@ def measure_stream(
         wait_p95_seconds=tally.waits.quantile(0.95),
         wait_max_seconds=tally.waits.max_seconds,
         interrupted=interrupted,
+        workers=workers,
+        ordered=ordered,
     )
 
 

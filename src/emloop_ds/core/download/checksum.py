@@ -68,14 +68,20 @@ class StreamingHasher:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def take(self) -> bytearray:
-        """Return a free buffer to fill, waiting while all of them are being hashed."""
+    def take(self, expected_bytes: int | None = None) -> bytearray:
+        """Return a free buffer to fill, waiting while all of them are being hashed.
+
+        A new buffer holds ``expected_bytes`` plus one byte (to see the end in one read) if that is less
+        than the usual size: a 4 KB file then does not allocate and free half a megabyte.
+        """
         try:
             return self._free.get_nowait()
         except queue.Empty:
             if self._buffers_left == 0:
                 return self._free.get()
         self._buffers_left -= 1  # small files never need the whole pool
+        if expected_bytes is not None and expected_bytes < self._buffer_bytes:
+            return bytearray(max(expected_bytes + 1, 1024))
         return bytearray(self._buffer_bytes)
 
     def give_back(self, buffer: bytearray) -> None:

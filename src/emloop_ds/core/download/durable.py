@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -93,14 +92,14 @@ def write_json_atomically(path: Path, data: Any, *, durable: bool = True) -> Non
     Raises:
         OSError: if the file cannot be written; no temporary file is left behind.
     """
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)  # unique to this thread
     try:
         with os.fdopen(descriptor, "w", encoding="utf-8") as file:
             json.dump(data, file, separators=(",", ":"))
             if durable:
                 file.flush()
                 os.fsync(file.fileno())
-        os.chmod(temporary, 0o644)  # mkstemp makes 0o600; records are as readable as the data
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

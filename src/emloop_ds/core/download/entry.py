@@ -1,8 +1,8 @@
 """Check a dataset's ``download_urls``: each entry is a URL string or a mapping with ``url`` and options.
 
 An entry's ``url`` may be a list of mirrors, tried in order, with one checksum for all of them. The form
-the emloop documentation names, ``url_root`` (a base URL or a list of mirror roots) plus
-``download_filenames``, is turned into such entries by ``entries_from_url_root``.
+the emloop documentation names, ``url_root`` plus ``download_filenames``, is turned into such entries by
+``url_root.entries_from_url_root``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from emloop_ds.core.download.extract import archive_format, parse_size
 from emloop_ds.core.download.state import STATE_DIR
 from emloop_ds.core.errors import ConfigError
 
-__all__ = ["DownloadEntry", "entries_from_url_root", "parse_download_entries", "parse_download_entry"]
+__all__ = ["DownloadEntry", "parse_download_entries", "parse_download_entry"]
 
 _KEYS = ("url", "sha256", "md5", "filename", "extract", "max_extract_size")
 _SCHEMES = ("http", "https", "file")
@@ -90,41 +90,6 @@ def parse_download_entry(item: Any, index: int = 0) -> DownloadEntry:
         _extract(item.get("extract"), filename, where),
         _max_extract_bytes(item.get("max_extract_size"), where),
     )
-
-
-def entries_from_url_root(url_root: Any, download_filenames: Any) -> list[dict[str, Any]]:
-    """Return the ``download_urls`` entries that ``url_root`` and ``download_filenames`` stand for.
-
-    ``url_root`` is a base URL or a list of mirror roots; each item of ``download_filenames`` is a file
-    name relative to the roots, or a mapping of ``filename`` and the options of a ``download_urls`` entry
-    (``sha256``/``md5``, ``extract``, ``max_extract_size``).
-
-    Raises:
-        ConfigError: if either is missing or malformed.
-    """
-    roots = [url_root] if isinstance(url_root, str) else url_root
-    if not isinstance(roots, list) or not roots or not all(isinstance(r, str) and r.strip() for r in roots):
-        raise ConfigError(
-            f"url_root {url_root!r} is not a URL or a list of URLs; write e.g. "
-            "`url_root: https://example.org/data/`"
-        )
-    if not isinstance(download_filenames, list):
-        raise ConfigError(
-            "url_root is given but download_filenames is not a list; list the files to download under "
-            "url_root, e.g. `download_filenames: [train.tar.gz]`"
-        )
-    entries = []
-    for index, item in enumerate(download_filenames):
-        options = dict(item) if isinstance(item, Mapping) else {"filename": item}
-        name = options.pop("filename", None)
-        if not isinstance(name, str) or not name.strip("/") or "url" in options:
-            raise ConfigError(
-                f"download_filenames[{index}] is {item!r}; write a file name, or a mapping with `filename:` "
-                "and options such as `md5:` (without `url:`)"
-            )
-        quoted = urllib.parse.quote(name.strip("/"))
-        entries.append({"url": [f"{root.strip().rstrip('/')}/{quoted}" for root in roots], **options})
-    return entries
 
 
 def _urls(value: Any, where: str) -> tuple[str, ...]:

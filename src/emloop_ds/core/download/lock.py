@@ -27,7 +27,7 @@ def hold_lock(
     Each call opens its own lock, so threads of one process exclude each other as processes do.
 
     Args:
-        path: the lock file; it is left in place, as deleting a lock file races with other holders.
+        path: the lock file; filelock creates it and its folders if missing.
         on_wait: called once if the lock is held by someone else, before waiting for it.
         cancel: an event that stops the wait.
 
@@ -37,7 +37,6 @@ def hold_lock(
     """
     from filelock import FileLock, Timeout
 
-    path.parent.mkdir(parents=True, exist_ok=True)
     lock = FileLock(path, thread_local=False)
     try:
         lock.acquire(blocking=False)

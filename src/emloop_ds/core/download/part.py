@@ -131,8 +131,9 @@ class PartFile:
             DownloadError: if the file cannot be written.
             DownloadCancelledError: if ``cancel`` is set.
         """
+        remaining = None if body.total_bytes is None else body.total_bytes - self.size
         while cancel is None or not cancel.is_set():
-            buffer = self._hasher.take()
+            buffer = self._hasher.take(remaining)
             try:
                 # A timeout loses the bytes of the chunk being filled: the part grows by whole chunks only,
                 # so a stall resumes from the last chunk written (at most CHUNK_BYTES are fetched again).

@@ -56,12 +56,13 @@ class StateStore:
         self.data_root = data_root
         self.state_dir = data_root / STATE_DIR
         self.records_dir = self.state_dir / "files"
+        self._has_records_dir = False
 
     def read(self, filename: str) -> FileRecord | None:
         """Return the record of ``filename``, or ``None`` if there is none or it cannot be read."""
         try:
-            with open(self.records_dir / f"{filename}.json", encoding="utf-8") as file:
-                raw = json.load(file)
+            with open(os.path.join(self.records_dir, f"{filename}.json"), "rb") as file:
+                raw = json.loads(file.read())  # bytes: json detects UTF-8, skipping the text layer
         except (OSError, ValueError):
             return None  # a missing or unreadable record: the file is checked again, never trusted blindly
         return _record(raw) if isinstance(raw, dict) and raw.get("version") == _VERSION else None
@@ -72,7 +73,7 @@ class StateStore:
         if record is None or (checksum is not None and record.checksum != checksum):
             return None
         try:
-            status = os.stat(self.data_root / filename)
+            status = os.stat(os.path.join(self.data_root, filename))
         except OSError:
             return None
         if (status.st_size, status.st_mtime_ns) != (record.size_bytes, record.mtime_ns):
@@ -99,7 +100,9 @@ class StateStore:
             record = FileRecord(
                 url, status.st_size, status.st_mtime_ns, checksum, extracted, tuple(extracted_files)
             )
-            self.records_dir.mkdir(parents=True, exist_ok=True)
+            if not self._has_records_dir:
+                self.records_dir.mkdir(parents=True, exist_ok=True)
+                self._has_records_dir = True
             write_json_atomically(path, _raw(record))
         except OSError as exc:
             raise DownloadError(

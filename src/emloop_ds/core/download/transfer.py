@@ -124,6 +124,8 @@ class _Continuation:
     has_checksum: bool
     validators: Validators | None
     """The validators of the version the part's bytes belong to, when they came from this URL."""
+    has_origin_file: bool = False
+    """Whether an origin record may lie beside the part, to be removed with it."""
 
     def may_continue(self) -> bool:
         is_validated = self.validators is not None and self.validators.if_range() is not None
@@ -134,9 +136,9 @@ def _download(
     url: str, target: Path, client: Client, checksum: Checksum | None, progress: FileProgress, resume: bool
 ) -> DownloadOutcome:
     part = part_path(target)
-    origin = read_origin(part) if resume else None
+    origin = read_origin(part) if resume and part.exists() else None
     continuation = _Continuation(
-        checksum is not None, origin.validators if origin and origin.url == url else None
+        checksum is not None, origin.validators if origin and origin.url == url else None, origin is not None
     )
     keep = resume and continuation.may_continue()
     algorithm = checksum.algorithm if checksum is not None else DEFAULT_ALGORITHM
@@ -158,13 +160,14 @@ def _download(
                 f"kept. Check {checksum.algorithm} in the config or ask the data's publisher"
             )
         progress.note("checksum mismatch after resuming; downloading the whole file again")
-        keep, continuation = False, _Continuation(True, None)
+        keep, continuation = False, _Continuation(True, None, continuation.has_origin_file)
     try:
         os.replace(part, target)  # the part was flushed by finish(): NOTE [durable rename]
         fsync_folder(target.parent)
     except OSError as exc:
         raise DownloadError(f"cannot move {part} to {target}: {exc.strerror}; check data_root") from exc
-    remove_part(part)  # its origin record
+    if continuation.has_origin_file:
+        remove_part(part)  # its origin record
     return DownloadOutcome(size_bytes, actual, resumed)
 
 
@@ -221,7 +224,9 @@ def _fetch_once(
     with body:
         _align(part, body, continuation)
         if body.start == 0:
-            _record_origin(part, url, body)
+            if body.total_bytes is None or body.total_bytes > CHUNK_BYTES:
+                write_origin(part.path, PartOrigin(url, body.validators))  # for resuming (NOTE [resume])
+                continuation.has_origin_file = True
             continuation.validators = body.validators
         progress.start(body.total_bytes, part.size)
         part.write_from(body, progress, client.waits.cancel)
@@ -249,10 +254,3 @@ def _has_changed(known: Validators | None, answer: Validators) -> bool:
     if known.etag and answer.etag:
         return known.etag != answer.etag
     return bool(known.last_modified and answer.last_modified and known.last_modified != answer.last_modified)
-
-
-def _record_origin(part: PartFile, url: str, body: Body) -> None:
-    """Record where a fresh part's bytes come from, unless they arrive in one chunk: a part killed before
-    its rename then has no origin (or a stale one, whose If-Range the server refuses) and is restarted."""
-    if body.total_bytes is None or body.total_bytes > CHUNK_BYTES:
-        write_origin(part.path, PartOrigin(url, body.validators))

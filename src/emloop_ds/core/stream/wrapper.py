@@ -10,12 +10,15 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from contextlib import AbstractContextManager
-from typing import Any, Self, overload
+from typing import TYPE_CHECKING, Any, Self, overload
 
 from emloop_ds.core.stream.buffer import ThreadBuffer
 from emloop_ds.core.stream.epochs import EpochCutter
 from emloop_ds.core.stream.source import BatchSource
 from emloop_ds.core.types import Batch
+
+if TYPE_CHECKING:
+    from emloop_ds.core.stream.workers import WorkerSource
 
 __all__ = ["Profile", "StreamWrapper"]
 
@@ -23,7 +26,7 @@ Profile = MutableMapping[str, list[float]]
 """Timings in seconds by event name, such as ``read_batch_train``; a plain dict or a ``defaultdict(list)``."""
 
 _POSITIONAL_PARAMETERS = ("buffer_size", "epoch_size", "name", "profile")
-_KEYWORD_PARAMETERS = frozenset({*_POSITIONAL_PARAMETERS, "buffer", "eager"})
+_KEYWORD_PARAMETERS = frozenset({*_POSITIONAL_PARAMETERS, "buffer", "eager", "workers", "ordered"})
 
 
 class StreamWrapper:
@@ -54,6 +57,8 @@ class StreamWrapper:
         *,
         buffer: int = ...,
         eager: bool = False,
+        workers: int = 0,
+        ordered: bool = True,
     ) -> None: ...
 
     @overload
@@ -68,6 +73,8 @@ class StreamWrapper:
         epoch_size: int = -1,
         profile: Profile | None = None,
         eager: bool = False,
+        workers: int = 0,
+        ordered: bool = True,
     ) -> None: ...
 
     def __init__(self, stream_fn: Callable[[], Iterable[Batch]], *args: Any, **kwargs: Any) -> None:
@@ -82,10 +89,17 @@ class StreamWrapper:
             name: the stream's name; a string in second place is the name.
             profile: each batch's read time is appended to ``profile['read_batch_<name>']``.
             eager: prepare batches whenever the buffer has room instead of only during
-                ``allow_buffering``; right for streams that release the GIL.
+                ``allow_buffering``; right for streams that release the GIL. No effect with workers.
+            workers: run the stream on this many worker processes, worker ``i`` iterating
+                ``stream_fn(shard=Shard(i, workers))``; 0 (the default) reads in this process. With
+                workers, ``buffer_size`` is the number of batches in flight per worker (below 1: 2).
+            ordered: with workers, merge the shards one batch from each in turn, which is reproducible;
+                ``False`` delivers batches as they are ready.
 
         Raises:
             TypeError: if the arguments are malformed.
+            ValueError: if ``workers`` is negative.
+            ConfigError: if ``workers > 0`` and the stream is not shardable or cannot reach the workers.
         """
         options = _bind_arguments(args, kwargs)
         _check_arguments(stream_fn, options)
@@ -96,13 +110,18 @@ class StreamWrapper:
         self._profile_key = f"read_batch_{self._name}"
         self._with_depth = 0
         description = self._describe()
-        # Where the batches come from (source.py): the reader's thread, or a producer thread ahead of it.
+        # Where the batches come from (source.py): the reader's thread, a producer thread ahead of it, or
+        # worker processes (workers.py, imported only when used).
         self._epochs = EpochCutter(stream_fn, options.get("epoch_size", -1), description)
         self._buffer: ThreadBuffer | None = None
-        if self._buffer_size > 0:
+        self._source: BatchSource = self._epochs
+        self._workers: WorkerSource | None = None
+        if options.get("workers", 0) > 0:
+            self._source = self._workers = _worker_source(stream_fn, options, description)
+        elif self._buffer_size > 0:
             is_eager = options.get("eager", False)
             self._buffer = ThreadBuffer(self._epochs.next_batch, self._buffer_size, is_eager, description)
-        self._source: BatchSource = self._epochs if self._buffer is None else self._buffer
+            self._source = self._buffer
         self._read = self._source.next_batch  # bound once: __next__ is the per-batch path
 
     @property
@@ -129,15 +148,29 @@ class StreamWrapper:
         """Return whether the buffer is empty (always true without a buffer)."""
         return self._source.empty()
 
+    def close(self) -> None:
+        """Stop the worker processes, if any; the wrapper cannot be read with workers afterwards.
+
+        Garbage collection and the end of the interpreter stop them too. Idempotent.
+        """
+        if self._workers is not None:
+            self._workers.close()
+
     def __enter__(self) -> Self:
-        """If buffered, start the enqueueing thread (unless the epoch has ended: NOTE [buffer epochs])."""
+        """If buffered, start the enqueueing thread (unless the epoch has ended: NOTE [buffer epochs]).
+
+        With workers, start the worker processes, or resume them.
+        """
         self._with_depth += 1
         if self._with_depth == 1:
             self._source.start()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        """If buffered, terminate the enqueueing thread, keeping the buffered batches and stream position."""
+        """If buffered, terminate the enqueueing thread, keeping the buffered batches and stream position.
+
+        With workers, pause them: they finish the batches already asked for and keep the stream position.
+        """
         if self._with_depth > 0:
             self._with_depth -= 1
             if self._with_depth == 0:
@@ -210,6 +243,22 @@ class StreamWrapper:
         return self._buffer
 
 
+def _worker_source(
+    stream_fn: Callable[..., Iterable[Batch]], options: dict[str, Any], description: str
+) -> WorkerSource:
+    """Check the stream for workers and return the source that will run it on them."""
+    from emloop_ds.core.stream.workers import DEFAULT_BUFFER_SIZE, WorkerSource, stream_spec
+
+    buffer_size = options.get("buffer_size", 0)
+    return WorkerSource(
+        stream_spec(stream_fn, description),
+        options["workers"],
+        ordered=options.get("ordered", True),
+        buffer_size=buffer_size if buffer_size > 0 else DEFAULT_BUFFER_SIZE,
+        epoch_size=options.get("epoch_size", -1),
+    )
+
+
 def _bind_arguments(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
     """Map arguments onto parameter names, accepting a name in second place and ``buffer`` for buffer_size."""
     unknown = sorted(set(kwargs) - _KEYWORD_PARAMETERS)
@@ -253,8 +302,14 @@ def _check_arguments(stream_fn: object, options: dict[str, Any]) -> None:
         value = options.get(key)
         if value is not None and not isinstance(value, expected):
             raise TypeError(f"StreamWrapper() {key} must be {description}, not {type(value).__name__}")
-    eager = options.get("eager", False)
-    if not isinstance(eager, bool):
-        raise TypeError(f"StreamWrapper() eager must be a bool, not {type(eager).__name__}")
-    if eager and options.get("buffer_size", 0) < 1:
+    for key in ("eager", "ordered"):
+        value = options.get(key, False)
+        if not isinstance(value, bool):
+            raise TypeError(f"StreamWrapper() {key} must be a bool, not {type(value).__name__}")
+    workers = options.get("workers", 0)
+    if not isinstance(workers, int) or isinstance(workers, bool):
+        raise TypeError(f"StreamWrapper() workers must be an int, not {type(workers).__name__}")
+    if workers < 0:
+        raise ValueError(f"StreamWrapper() workers must be 0 (read in this process) or more, not {workers}")
+    if options.get("eager", False) and options.get("buffer_size", 0) < 1 and workers == 0:
         raise TypeError("StreamWrapper() eager=True needs a buffer: pass buffer_size of 1 or more")
