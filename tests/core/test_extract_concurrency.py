@@ -284,7 +284,7 @@ def test_a_re_extraction_killed_midway_puts_the_earlier_files_back(tmp_path: Pat
     extract_archive(archive, data_root, max_bytes=10**9)
     new = {path: b"new version %d" % index for index, path in enumerate(old)}
     archive.write_bytes(tar_gz(new))
-    _kill_midway(archive, data_root, "link:41")  # 20 files replaced, the 21st backed up
+    _kill_midway(archive, data_root, "link:41")  # 40 files swapped, the 41st backed up but not replaced
     contents = _files(data_root).values()
     assert 0 < sum(content.startswith(b"new") for content in contents) < len(old)
     remove_stale_staging(archive.name, data_root / ".emloop-ds" / "staging")
