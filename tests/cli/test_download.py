@@ -278,3 +278,16 @@ def test_check_reports_files_never_downloaded(tmp_path: Path) -> None:
     result = _check(tmp_path, "    - https://example.invalid/a.bin\n")
     assert result.exit_code == 1
     assert "1 files checked: 1 missing" in result.stdout
+
+
+def test_status_retries_are_noted_next_to_the_file(
+    http_server: LoopbackServer, tmp_path: Path, sleeps: list[float]
+) -> None:
+    url = http_server.add("/data.bin", DATA, Fault(status=503), Fault(status=429, retry_after="3"))
+    result = _run(str(_config(tmp_path, f"    - {url}\n")))
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr.splitlines() == [
+        "data.bin: HTTP 503 Service Unavailable; retry 1 of 4 in 1 s",
+        "data.bin: HTTP 429 Too Many Requests; retry 2 of 4 in 3 s",
+    ]
+    assert sleeps == [1.0, 3.0]

@@ -321,3 +321,15 @@ def test_no_resume_starts_from_scratch(http_server: LoopbackServer, tmp_path: Pa
     part_path(tmp_path / "data.bin").write_bytes(b"garbage")
     download_file(url, tmp_path / "data.bin", checksum=SHA256, resume=False)
     assert [request.range for request in http_server.requests()] == [None]
+
+
+def test_mismatch_after_resuming_downloads_the_whole_file_once_more(
+    http_server: LoopbackServer, tmp_path: Path
+) -> None:
+    url = http_server.add("/data.bin", BIG)
+    part_path(tmp_path / "data.bin").write_bytes(b"x" * 5000)  # bytes of another version, no origin
+    big_sha256 = Checksum("sha256", hashlib.sha256(BIG).hexdigest())
+    outcome = download_file(url, tmp_path / "data.bin", checksum=big_sha256)
+    assert (tmp_path / "data.bin").read_bytes() == BIG
+    assert not outcome.resumed
+    assert [request.range for request in http_server.requests()] == ["bytes=5000-", None]

@@ -1,7 +1,7 @@
 """Fetch a dataset's files into ``data_root``: in parallel, each under its lock, skipping complete ones.
 
 A run first checks every file against its record without a lock or a request (the no-op path: one small
-read and one ``stat`` per file, NOTE [per-file state] in ``state.py``); only files that need work go to the
+read and one ``stat`` per file, see ``state.py``); only files that need work go to the
 ``jobs`` worker threads, which re-check under the file's lock, then download (from the entry's mirrors in
 order), verify, record and extract. HTTP machinery (``requests``) is imported only when a file needs it.
 """
