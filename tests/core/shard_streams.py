@@ -92,3 +92,9 @@ def big(shard: Shard, nbytes_each: int, count: int) -> Iterator[dict[str, Any]]:
     """Yield ``count`` batches of one float32 array of ``nbytes_each`` bytes filled with the batch number."""
     for number in shard.select(range(count)):
         yield {"x": np.full(nbytes_each // 4, number, dtype=np.float32)}
+
+
+def exiting(shard: Shard = Shard(0, 1)) -> Iterator[dict[str, Any]]:
+    """Yield one batch, then end the worker process abruptly with status 3, as a crash would."""
+    yield {"shard": [shard.index]}
+    os._exit(3)

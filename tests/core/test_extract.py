@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from emloop_ds import ConfigError, ExtractionError
+from emloop_ds.core.download import extract as extract_module
 from emloop_ds.core.download.extract import (
     ExtractedFile,
     archive_format,
@@ -367,9 +368,27 @@ def test_a_file_with_identical_content_is_shared(tmp_path: Path, data_root: Path
     first = _tar(tmp_path / "first.tar", ("file", "set/LICENSE", b"MIT"), ("file", "set/1.txt", b"1"))
     second = _tar(tmp_path / "second.tar", ("file", "set/LICENSE", b"MIT"), ("file", "set/2.txt", b"2"))
     _extract(first, data_root)
-    inode = (data_root / "set" / "LICENSE").stat().st_ino
     assert {file.path for file in _extract(second, data_root)} == {"set/LICENSE", "set/2.txt"}
-    assert (data_root / "set" / "LICENSE").stat().st_ino == inode  # left in place, not replaced
+    assert (data_root / "set" / "LICENSE").read_bytes() == b"MIT"
+    assert _tree(data_root) == {"set", "set/LICENSE", "set/1.txt", "set/2.txt"}
+
+
+def test_a_users_identical_file_is_put_back_when_the_archive_fails(
+    tmp_path: Path, data_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (data_root / "set").mkdir()
+    (data_root / "set" / "LICENSE").write_bytes(b"MIT")
+    inode = (data_root / "set" / "LICENSE").stat().st_ino
+    archive = _tar(tmp_path / "set.tar", ("file", "set/LICENSE", b"MIT"), ("file", "set/a.txt", b"a"))
+
+    def fail_to_record(*args: Any) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(extract_module, "write_record", fail_to_record)  # after every file is in place
+    with pytest.raises(ExtractionError, match="No space left on device"):
+        _extract(archive, data_root)
+    assert _tree(data_root) == {"set", "set/LICENSE"}
+    assert (data_root / "set" / "LICENSE").stat().st_ino == inode
 
 
 def test_re_extracting_replaces_the_archives_own_earlier_files(tmp_path: Path, data_root: Path) -> None:

@@ -284,7 +284,7 @@ def test_a_re_extraction_killed_midway_puts_the_earlier_files_back(tmp_path: Pat
     extract_archive(archive, data_root, max_bytes=10**9)
     new = {path: b"new version %d" % index for index, path in enumerate(old)}
     archive.write_bytes(tar_gz(new))
-    _kill_midway(archive, data_root, "link:41")  # 20 files replaced, the 21st backed up
+    _kill_midway(archive, data_root, "link:41")  # 40 files swapped, the 41st backed up but not replaced
     contents = _files(data_root).values()
     assert 0 < sum(content.startswith(b"new") for content in contents) < len(old)
     remove_stale_staging(archive.name, data_root / ".emloop-ds" / "staging")
@@ -336,3 +336,23 @@ def test_a_live_extraction_is_not_swept_by_another(tmp_path: Path) -> None:
         process.communicate()
     assert _files(data_root) == _expected_tree([0, 1])
     _assert_complete(data_root, [paused, other])
+
+
+def test_a_shared_file_stays_when_the_extraction_that_placed_it_is_rolled_back(tmp_path: Path) -> None:
+    placer = tmp_path / "placer.tar.gz"
+    placer.write_bytes(tar_gz(_members(0, files=2)))  # LICENSE and 4 files of its own
+    sharer = tmp_path / "sharer.tar.gz"
+    sharer.write_bytes(tar_gz(_members(1)))
+    data_root = tmp_path / "data"
+    process = _start(_KILLED_MIDWAY, placer, data_root, "link:5")
+    try:
+        assert _read_line(process) == "paused"  # every file placed, LICENSE included, not yet recorded
+        extract_archive(sharer, data_root, max_bytes=10**9)  # finds LICENSE there, identical
+        process.send_signal(signal.SIGKILL)
+        assert process.wait(timeout=_SAFETY_TIMEOUT_S) == -signal.SIGKILL
+    finally:
+        process.kill()
+        process.communicate()
+    remove_stale_staging(placer.name, data_root / ".emloop-ds" / "staging")  # rolls the placer back
+    assert _files(data_root) == _members(1)
+    _assert_complete(data_root, [sharer])

@@ -229,3 +229,14 @@ def test_a_reader_keeping_arrays_past_the_open_file_limit_raises_the_limit(start
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     assert [int(array[0]) for array in kept] == list(range(60))
+
+
+def test_a_worker_that_exits_abruptly_is_reported_with_its_exit_status(start_engine: StartEngine):
+    engine = start_engine(shard_streams.exiting)
+    items = read_pass(engine, 0)
+    assert len(items) == 2
+    assert items[0] == {"shard": [0]}
+    failure = items[1]
+    assert isinstance(failure, ShardFailure)
+    assert isinstance(failure.error, WorkerLostError)
+    assert f"worker process {engine.pids[0]} (shard 0 of 1) exited with status 3" in str(failure.error)

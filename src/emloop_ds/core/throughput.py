@@ -256,7 +256,7 @@ def measure_stream(
         **dask_options,
     )
     if workers > 0 and buffer_size < 1:
-        from emloop_ds.core.stream.workers import DEFAULT_BUFFER_SIZE
+        from emloop_ds.core.stream.worker_source import DEFAULT_BUFFER_SIZE
 
         buffer_size = DEFAULT_BUFFER_SIZE
     tally = _Tally(stream=stream)

@@ -23,10 +23,13 @@ The downloader may keep the returned list in its per-file state too; this record
 
 NOTE [identical files]: a member whose path already holds a file that the archive did not put there
 earlier fails the archive, unless that file has the member's exact content (size and sha256): two
-archives that both ship ``mnist/LICENSE`` are common and lose nothing by sharing it, so it is accepted
-and left in place. Both records then list it; if one archive is rolled back, it removes only files with
-its own inodes, so it never removes that shared file unless it was the one that placed it, and a later
-``find_damaged`` of the other archive finds it missing and restores it.
+archives that both ship ``mnist/LICENSE`` are common and lose nothing by sharing it. Such a file is not
+left alone, though, but swapped for the archive's own identical copy (the earlier one kept as a backup
+until the archive is done), exactly as the archive's own earlier files are. Otherwise the archive's record
+would list an inode that is not its own: if the extraction that placed it were rolled back (it fails
+later, or was killed and is swept), it would remove that file from under a complete archive. Swapped, the
+file is removed by no roll-back but its owner's, and an archive rolled back puts back what it replaced.
+Only the file's inode, mode and modification time change, never its content.
 """
 
 from __future__ import annotations

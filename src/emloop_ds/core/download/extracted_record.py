@@ -7,20 +7,17 @@ See NOTE [ownership index] in ``extract``: one small record per archive,
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+
+from emloop_ds.core.download.durable import fsync_folder, write_json_atomically
 
 __all__ = [
     "ExtractedFile",
     "ExtractionRecord",
     "find_owner",
-    "fsync_folder",
     "read_record",
-    "write_json_durably",
     "write_record",
 ]
 
@@ -68,7 +65,11 @@ def write_record(state_dir: Path, archive_name: str, run: str, files: Iterable[E
     """
     rows = [[file.path, file.size, file.sha256] for file in sorted(files, key=lambda file: file.path)]
     data = {"version": _VERSION, "archive": archive_name, "run": run, "files": rows}
-    write_json_durably(_record_path(state_dir, archive_name), data)
+    path = _record_path(state_dir, archive_name)
+    if not path.parent.is_dir():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fsync_folder(path.parent.parent)  # the new folder's own name
+    write_json_atomically(path, data)
 
 
 def find_owner(state_dir: Path, path: str, *, excluding: str) -> str | None:
@@ -87,38 +88,6 @@ def find_owner(state_dir: Path, path: str, *, excluding: str) -> str | None:
         if record is not None and path in record.files:
             return name
     return None
-
-
-def write_json_durably(path: Path, data: Any) -> None:
-    """Write ``data`` to ``path`` through a fsynced temporary file and a rename, then fsync the folder.
-
-    Raises:
-        OSError: if it cannot be written; no temporary file is left behind.
-    """
-    if not path.parent.is_dir():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fsync_folder(path.parent.parent)  # the new folder's own name
-    descriptor, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    temporary = Path(name)
-    try:
-        with open(descriptor, "w", encoding="utf-8") as file:
-            json.dump(data, file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    fsync_folder(path.parent)
-
-
-def fsync_folder(folder: Path | str) -> None:
-    """Make the entries of ``folder`` (renames, new and removed names) durable."""
-    descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
 
 
 def _record_path(state_dir: Path, archive_name: str) -> Path:

@@ -5,10 +5,11 @@ from threads and processes, so a folder is never moved as a whole: folders are m
 each file (or symbolic link) gets a new name in ``data_root`` with ``os.link``, which fails rather than
 replace a file that another extraction put there a moment earlier. Before the first change, the plan is
 written durably to ``journal.json`` in the archive's staging folder: the folders it creates, and each
-placed path with the inode of its staged file (a hard link keeps it) and whether it replaces the archive's
-own earlier file (kept as a hard link in ``backup/``). Rolling back undoes exactly that and nothing else: a
-path is removed only while it still holds that inode, so another archive's or a user's file that raced in
-stays; a backup is put back; created folders are removed if empty. The same roll-back runs after a failure
+placed path with the inode of its staged file (a hard link keeps it). A file that the merge replaces (the
+archive's own earlier file, or an identical one) is first kept as a hard link in ``backup/``. Rolling back
+undoes exactly that and nothing else: a path is removed, or its backup put back, only while it still holds
+that inode (or nothing), so another archive's or a user's file that came in meanwhile stays; created
+folders are removed if empty. The same roll-back runs after a failure
 in this process and, from the journal, after a crash (the next extraction of the archive). Files are
 fsynced before they are placed (``unpack``), folders after.
 """
@@ -25,12 +26,8 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from emloop_ds.core.download.extracted_record import (
-    ExtractedFile,
-    find_owner,
-    fsync_folder,
-    write_json_durably,
-)
+from emloop_ds.core.download.durable import fsync_folder, write_json_atomically
+from emloop_ds.core.download.extracted_record import ExtractedFile, find_owner
 from emloop_ds.core.errors import ExtractionError
 
 __all__ = [
@@ -57,6 +54,7 @@ class Placement:
     path: str
     inode: int
     replaces: bool
+    """Whether it may replace what is there whatever its content: the archive's own earlier file."""
 
 
 @dataclass(frozen=True)
@@ -72,7 +70,7 @@ def write_journal(staging: Path, journal: MergeJournal) -> None:
     """Write ``journal`` durably into the staging folder ``staging``."""
     placements = [[place.path, place.inode, place.replaces] for place in journal.placements]
     data = {"version": _VERSION, "run": journal.run, "folders": journal.folders, "placements": placements}
-    write_json_durably(staging / _JOURNAL, data)
+    write_json_atomically(staging / _JOURNAL, data)
 
 
 def read_journal(staging: Path) -> MergeJournal | None:
@@ -146,12 +144,11 @@ class TreeMerge:
                 status = None
             if status is not None and stat.S_ISDIR(status.st_mode):
                 raise self._conflict(path, "which is a folder")
-            if status is not None and path not in owned:
-                if self._holds(path, file):
-                    continue
+            is_owned = path in owned
+            if status is not None and not is_owned and not self._holds(path, file):
                 raise self._conflict(path, self._owner(path))
             inode = os.lstat(self._tree / path).st_ino
-            placements.append(Placement(path, inode, replaces=status is not None))
+            placements.append(Placement(path, inode, replaces=is_owned))
         return MergeJournal(run, new_folders, placements)
 
     def apply(self, journal: MergeJournal, files: dict[str, ExtractedFile]) -> None:
@@ -165,15 +162,10 @@ class TreeMerge:
             make_folders(self._root / folder)
         changed = {str(self._root / folder).rpartition("/")[0] for folder in journal.folders}
         for placement in journal.placements:
-            staged = str(self._tree / placement.path)
-            target = str(self._root / placement.path)
-            if placement.replaces:
-                self._replace(placement.path, staged, target)
-            elif not _link_new(staged, target) and not self._holds(placement.path, files[placement.path]):
-                raise self._conflict(placement.path, self._owner(placement.path))
-            changed.add(target.rpartition("/")[0])
+            self._place(placement, files[placement.path])
+            changed.add(str(self._root / placement.path).rpartition("/")[0])
         for folder in sorted(changed):
-            fsync_folder(folder)
+            fsync_folder(Path(folder))
 
     def roll_back(self, journal: MergeJournal) -> bool:
         """Undo what ``journal`` planned and was done; return whether all of it could be undone.
@@ -190,7 +182,7 @@ class TreeMerge:
             except OSError:
                 inode = None
             try:
-                if placement.replaces and os.path.lexists(backup) and inode in (None, placement.inode):
+                if os.path.lexists(backup) and inode in (None, placement.inode):
                     make_folders(target.parent)
                     os.replace(backup, target)
                 elif inode == placement.inode:
@@ -204,10 +196,8 @@ class TreeMerge:
                 continue  # another archive put files there meanwhile: the folder is theirs too
         if is_complete:
             with contextlib.suppress(OSError):  # make the undoing durable before the journal goes
-                for folder in {
-                    str(self._root / place.path).rpartition("/")[0] for place in journal.placements
-                }:
-                    fsync_folder(folder)
+                for parent in {(self._root / place.path).parent for place in journal.placements}:
+                    fsync_folder(parent)
         return is_complete
 
     def _needs_folder(self, folder: str) -> bool:
@@ -227,20 +217,36 @@ class TreeMerge:
             raise self._conflict(folder, "which is a file, where the archive has a folder")
         return False
 
-    def _replace(self, path: str, staged: str, target: str) -> None:
+    def _place(self, placement: Placement, file: ExtractedFile) -> None:
+        """Put the staged file at its path: a new name, or in place of our own or an identical file."""
+        staged = str(self._tree / placement.path)
+        target = str(self._root / placement.path)
+        for _ in range(_PARENT_RETRIES):
+            if not os.path.lexists(target) and _link_new(staged, target):
+                return
+            if not placement.replaces and not self._holds(placement.path, file):
+                raise self._conflict(placement.path, self._owner(placement.path))
+            if self._swap(placement.path, staged, target):
+                return
+        raise FileNotFoundError(errno.ENOENT, "it keeps appearing and disappearing", target)
+
+    def _swap(self, path: str, staged: str, target: str) -> bool:
+        """Keep the file at ``target`` as a backup and put ours in its place; ``False`` if it vanished.
+
+        NOTE [identical files] in ``extract`` says why an identical file is swapped too, not left alone.
+        """
         backup = self._backup / path
         backup.parent.mkdir(parents=True, exist_ok=True)
         try:
             os.link(target, backup, follow_symlinks=False)
-        except FileNotFoundError:  # our earlier file is gone meanwhile: nothing to keep
-            if not _link_new(staged, target):
-                raise self._conflict(path, self._owner(path)) from None
-            return
+        except FileNotFoundError:
+            return False
         except OSError as exc:
             if exc.errno not in _NO_HARD_LINKS:
                 raise
             os.rename(target, backup)
         os.replace(staged, target)
+        return True
 
     def _holds(self, path: str, file: ExtractedFile) -> bool:
         """Tell whether ``data_root`` already holds ``file`` at ``path``, with the same content."""

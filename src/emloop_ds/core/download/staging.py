@@ -21,7 +21,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from emloop_ds.core.download.extracted_record import fsync_folder, read_record
+from emloop_ds.core.download.durable import fsync_folder
+from emloop_ds.core.download.extracted_record import read_record
 from emloop_ds.core.download.merge import TreeMerge, read_journal
 
 __all__ = ["StagingFolder", "open_staging", "remove_stale_staging"]

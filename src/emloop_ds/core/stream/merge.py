@@ -12,6 +12,8 @@ NOTE [shard merge]
   granted and not yet received, and all shards together at most the batches left in the current epoch,
   so that no batch of the next epoch is produced before the reader asks for it. Ordered, the credit
   follows the round-robin plan: the shard at turn ``j`` of the ``r`` batches left gets its share of them.
+  Credit is topped up as soon as a batch is received, before the reader works on it, and again whenever
+  the plan grows (a new epoch or pass, a shard that ended).
 - A failure reaches the reader in stream order as ``StreamProducerError`` from the original exception;
   the failed shard counts as ended for this pass and the others go on.
 """
@@ -52,6 +54,7 @@ class ShardMerge:
         self._in_flight = [0] * self._count
         self._turn = 0
         self._epoch_batches = 0
+        self._is_topped_up = False
 
     @property
     def pass_number(self) -> int:
@@ -72,6 +75,7 @@ class ShardMerge:
         """
         if 0 < self._epoch_size <= self._epoch_batches:
             self._epoch_batches = 0
+            self._is_topped_up = False
             return None
         while True:
             if self._needs_pass:
@@ -80,7 +84,8 @@ class ShardMerge:
                 if self._end_pass():
                     return None
                 continue
-            self._grant()
+            if not self._is_topped_up:
+                self._grant()
             index, item = self._engine.receive(self._turn if self._is_ordered else None)
             if not self._is_running[index]:
                 continue  # news from a shard with nothing due, such as a worker lost between passes
@@ -98,11 +103,13 @@ class ShardMerge:
                 self._is_pass_fresh = False
                 self._epoch_batches += 1
                 self._turn = self._next_running(index)
+                self._grant()  # now, not at the next call: the shard works while the reader does
                 return item
 
     def _start_pass(self) -> None:
         self._pass += 1
         self._needs_pass = False
+        self._is_topped_up = False
         self._is_pass_fresh = True
         self._turn = 0
         for shard in range(self._count):
@@ -124,6 +131,7 @@ class ShardMerge:
         return False
 
     def _end_shard(self, index: int) -> None:
+        self._is_topped_up = False  # the other shards' shares of the epoch grew
         self._is_running[index] = False
         self._in_flight[index] = 0  # whatever credit it had left is void (NOTE [shard credits])
         if index == self._turn:
@@ -139,6 +147,7 @@ class ShardMerge:
 
     def _grant(self) -> None:
         """Top up the running shards' credit to their targets (NOTE [shard merge])."""
+        self._is_topped_up = True
         targets = self._ordered_targets() if self._is_ordered else self._unordered_targets()
         for shard, target in targets.items():
             missing = target - self._in_flight[shard]

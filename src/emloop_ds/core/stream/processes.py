@@ -1,6 +1,6 @@
 """Run the shards of a stream on worker processes of this machine: the process ``ShardEngine``.
 
-Worker ``i`` runs shard ``i`` (``worker.py``); batches come back through shared memory
+Worker ``i`` runs shard ``i`` (``worker_loop.py``); batches come back through shared memory
 (``transport.py``). Workers are started by a forkserver that preloads emloop_ds and numpy (spawn where
 there is none), never by forking this possibly multi-threaded process.
 
@@ -30,11 +30,11 @@ from emloop_ds.core.errors import StreamError
 from emloop_ds.core.stream.engine import ShardEnd, ShardFailure, ShardItem, StreamSpec
 from emloop_ds.core.stream.remote_error import unpack_exception
 from emloop_ds.core.stream.transport import SlotReader, make_room_for_files
-from emloop_ds.core.stream.worker import BATCH, CLOSE, END, ERROR, GRANT, SLOT, START, run_worker
+from emloop_ds.core.stream.worker_loop import BATCH, CLOSE, END, ERROR, GRANT, SLOT, START, run_worker
 
 __all__ = ["ProcessEngine", "WorkerLostError"]
 
-_PRELOAD = ["numpy", "emloop_ds", "emloop_ds.core.stream.worker"]
+_PRELOAD = ["numpy", "emloop_ds", "emloop_ds.core.stream.worker_loop"]
 _STOP_GRACE_S = 1.0
 
 
@@ -232,7 +232,8 @@ def _stop_workers(workers: Sequence[_Worker]) -> None:
     for worker in workers:
         worker.process.join(max(0.0, deadline - time.monotonic()))
     for worker in workers:
-        worker.parent_alive.close()  # a worker still busy in its stream exits now (NOTE [worker lifetime])
+        # A worker still busy in its stream exits now (NOTE [worker lifetime], worker_loop.py).
+        worker.parent_alive.close()
         if worker.process.exitcode is None:
             worker.process.kill()
             worker.process.join(_STOP_GRACE_S)

@@ -44,6 +44,7 @@ INLINE_BYTES = 32 * 1024
 
 _ALIGN_BYTES = 64
 _PAGE_BYTES = mmap.PAGESIZE
+_HAS_MEMFD = hasattr(os, "memfd_create")  # Linux; elsewhere every array travels in the pickle
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +74,7 @@ def _shared_array(offset: int, dtype: np.dtype[Any], shape: tuple[int, ...]) -> 
 def _is_shared(value: object) -> bool:
     """Return whether ``value`` travels through a slot rather than the pickle (NOTE [slot transport])."""
     kind = type(value)
-    if kind is not np.ndarray and kind is not np.memmap:
+    if (kind is not np.ndarray and kind is not np.memmap) or not _HAS_MEMFD:
         return False
     array: np.ndarray[Any, Any] = value  # type: ignore[assignment]
     return array.nbytes >= INLINE_BYTES and not array.dtype.hasobject

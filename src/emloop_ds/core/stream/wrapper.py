@@ -19,7 +19,7 @@ from emloop_ds.core.types import Batch
 
 if TYPE_CHECKING:
     from emloop_ds.core.stream.engine import ShardEngine
-    from emloop_ds.core.stream.workers import WorkerSource
+    from emloop_ds.core.stream.worker_source import WorkerSource
 
 __all__ = ["Profile", "StreamWrapper"]
 
@@ -137,7 +137,7 @@ class StreamWrapper:
         self._with_depth = 0
         description = self._describe()
         # Where the batches come from (source.py): the reader's thread, a producer thread ahead of it, or
-        # worker processes (workers.py, imported only when used).
+        # worker processes (worker_source.py, imported only when used).
         self._epochs = EpochCutter(stream_fn, options.get("epoch_size", -1), description)
         self._buffer: ThreadBuffer | None = None
         self._source: BatchSource = self._epochs
@@ -278,7 +278,7 @@ def _worker_source(
     stream_fn: Callable[..., Iterable[Batch]], options: dict[str, Any], description: str
 ) -> WorkerSource:
     """Check the stream for workers and return the source that will run it on them."""
-    from emloop_ds.core.stream.workers import DEFAULT_BUFFER_SIZE, WorkerSource, stream_spec
+    from emloop_ds.core.stream.worker_source import DEFAULT_BUFFER_SIZE, WorkerSource, stream_spec
 
     buffer_size = options.get("buffer_size", 0)
     start_engine = None

@@ -1,4 +1,4 @@
-"""Test StreamWrapper with workers: datasets rebuilt in worker processes, with blocks, errors, shutdown."""
+"""Test StreamWrapper with workers (worker_source.py): datasets rebuilt in workers, errors, exit."""
 
 from __future__ import annotations
 
