@@ -349,6 +349,9 @@ def _format_bytes(n_bytes: int) -> str:
 
 def throughput_json(report: ThroughputReport) -> dict[str, Any]:
     """Return the JSON form of ``emloop dataset stream``; unknown figures are null."""
+    engine: dict[str, Any] = {"engine": report.engine}
+    if report.engine == "dask":
+        engine["scheduler"] = report.scheduler
     return {
         "stream": report.stream,
         "epochs": report.epochs,
@@ -357,6 +360,7 @@ def throughput_json(report: ThroughputReport) -> dict[str, Any]:
         "eager": report.eager,
         "workers": report.workers,
         "ordered": report.ordered,
+        **engine,
         "batches": report.batches,
         "examples": report.examples,
         "bytes": report.nbytes,
@@ -391,6 +395,8 @@ def render_throughput(report: ThroughputReport) -> None:
         ("epochs", epochs),
         ("buffer", buffering),
         ("workers", workers),
+        ("engine", report.engine),
+        *((("scheduler", escape(report.scheduler or "")),) if report.engine == "dask" else ()),
         ("batches", f"{report.batches:,}"),
         ("examples", f"{report.examples:,}"),
         ("data", _figure(megabytes, "MB")),

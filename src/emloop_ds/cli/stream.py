@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Literal
 
 import click
 
@@ -12,6 +13,7 @@ from emloop_ds.cli.options import config_argument, json_option, overrides_argume
 __all__ = ["ENDLESS_HINT_AFTER_S", "stream"]
 
 ENDLESS_HINT_AFTER_S = 10.0
+DEFAULT_SCHEDULER_TIMEOUT_S = 10.0
 """Seconds after which a first epoch without --epoch-size that has not ended gets a hint."""
 
 
@@ -54,6 +56,28 @@ ENDLESS_HINT_AFTER_S = 10.0
     is_flag=True,
     help="With --workers, deliver batches as they are ready instead of one from each worker in turn.",
 )
+@click.option(
+    "--engine",
+    type=click.Choice(["processes", "dask"]),
+    default="processes",
+    show_default=True,
+    help="Where the --workers shards run: worker processes on this machine, or a Dask cluster "
+    "(pip install 'emloop-ds[dask]').",
+)
+@click.option(
+    "--scheduler",
+    default=None,
+    metavar="ADDRESS",
+    help="With --engine dask, the scheduler to use, e.g. tcp://host:8786.  "
+    "[default: Dask's configured scheduler, else a local cluster of --workers processes]",
+)
+@click.option(
+    "--timeout",
+    "scheduler_timeout_s",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="With --engine dask, seconds to wait for the scheduler and its workers.  [default: 10]",
+)
 @json_option
 @verbose_option
 def stream(
@@ -66,13 +90,16 @@ def stream(
     eager: bool,
     workers: int,
     unordered: bool,
+    engine: Literal["processes", "dask"],
+    scheduler: str | None,
+    scheduler_timeout_s: float | None,
     as_json: bool,
 ) -> None:
     """Read a stream with a progress bar, then show batches, examples, rates and waits per batch.
 
     Ctrl-C stops the read, shows the summary of what was read and exits with 130.
 
-    Example: emloop dataset stream examples/iris/config.yaml --epochs 10 --workers 2
+    Example: emloop dataset stream examples/iris/config.yaml --epochs 10 --workers 2 [--engine dask]
     """
     from tqdm import tqdm
 
@@ -85,6 +112,7 @@ def stream(
         raise click.UsageError("--eager needs a buffer: add --buffer N with N of 1 or more")
     if unordered and workers == 0:
         raise click.UsageError("--unordered needs worker processes: add --workers N with N of 1 or more")
+    _check_engine_options(engine, workers, scheduler, scheduler_timeout_s)
     stream_fn = find_stream(create_dataset(load_config(config, overrides)), stream_name)
     hint = (
         f"hint: the first epoch of stream `{stream_name}` has not ended after {ENDLESS_HINT_AFTER_S:g} s; "
@@ -101,6 +129,9 @@ def stream(
             eager,
             workers=workers,
             ordered=not unordered,
+            engine=engine,
+            scheduler=scheduler,
+            scheduler_timeout_s=scheduler_timeout_s or DEFAULT_SCHEDULER_TIMEOUT_S,
             on_batch=bar.update,
             on_endless_hint=lambda: tqdm.write(hint, file=sys.stderr),
             endless_hint_after_s=ENDLESS_HINT_AFTER_S,
@@ -112,3 +143,13 @@ def stream(
     if report.interrupted:
         # The summary is out; the root reports the interruption and exits with 130 as for any command.
         raise KeyboardInterrupt
+
+
+def _check_engine_options(
+    engine: str, workers: int, scheduler: str | None, scheduler_timeout_s: float | None
+) -> None:
+    """Refuse --engine dask without --workers, and the Dask options without --engine dask."""
+    if engine == "dask" and workers == 0:
+        raise click.UsageError("--engine dask runs shards of the stream: add --workers N with N of 1 or more")
+    if engine != "dask" and (scheduler is not None or scheduler_timeout_s is not None):
+        raise click.UsageError("--scheduler and --timeout are for the Dask engine: add --engine dask")

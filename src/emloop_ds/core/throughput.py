@@ -10,7 +10,7 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sized
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from emloop_ds.core.errors import ConfigError, EmloopDsError, StreamError, describe_exception
 from emloop_ds.core.schema import STREAM_SUFFIX, require_equal_lengths, stream_names
@@ -43,6 +43,10 @@ class ThroughputReport:
     interrupted: bool = False
     workers: int = 0
     ordered: bool = True
+    engine: str = "in-process"
+    """Where the stream ran: ``in-process``, ``processes`` (worker processes) or ``dask``."""
+    scheduler: str | None = None
+    """With Dask, the scheduler's address, or ``local`` for a LocalCluster the read started."""
 
     @property
     def batches_per_second(self) -> float | None:
@@ -208,6 +212,9 @@ def measure_stream(
     eager: bool = False,
     workers: int = 0,
     ordered: bool = True,
+    engine: Literal["processes", "dask"] = "processes",
+    scheduler: str | None = None,
+    scheduler_timeout_s: float = 10.0,
     on_batch: Callable[[], object] | None = None,
     clock: Callable[[], float] = time.perf_counter,
     on_endless_hint: Callable[[], object] | None = None,
@@ -224,6 +231,8 @@ def measure_stream(
         buffer_size: batches prepared ahead; with workers, batches in flight per worker (below 1: 2).
         workers: worker processes running shards of the stream; 0 reads in this process.
         ordered: with workers, merge the shards in turn rather than as ready.
+        engine: with workers, ``processes`` or ``dask``; ``scheduler`` and ``scheduler_timeout_s`` are
+            the Dask engine's (``StreamWrapper``).
         on_batch: called after each batch, e.g. to advance a progress bar.
         clock: the wall clock in seconds, replaceable in tests.
         on_endless_hint: called once if, without ``epoch_size``, a batch of the first epoch arrives
@@ -232,6 +241,9 @@ def measure_stream(
     Raises:
         StreamError: if the stream fails; the dataset's exception is its cause.
     """
+    dask_options: dict[str, Any] = {}
+    if engine == "dask":
+        dask_options = {"scheduler": scheduler, "scheduler_timeout_s": scheduler_timeout_s}
     wrapper = StreamWrapper(
         stream_fn,
         stream,
@@ -240,6 +252,8 @@ def measure_stream(
         eager=eager,
         workers=workers,
         ordered=ordered,
+        engine=engine,
+        **dask_options,
     )
     if workers > 0 and buffer_size < 1:
         from emloop_ds.core.stream.worker_source import DEFAULT_BUFFER_SIZE
@@ -257,8 +271,10 @@ def measure_stream(
     else:
         interrupted = False
     finally:
-        wrapper.close()  # stops the worker processes, if any
+        wrapper.close()  # stops the worker processes or the Dask cluster, if any
     seconds = clock() - start
+    if engine == "dask":
+        scheduler = getattr(wrapper.shard_engine, "scheduler", None) or scheduler or "local"
     return ThroughputReport(
         stream=stream,
         epochs=epochs,
@@ -276,6 +292,8 @@ def measure_stream(
         interrupted=interrupted,
         workers=workers,
         ordered=ordered,
+        engine=engine if workers > 0 else "in-process",
+        scheduler=scheduler if workers > 0 and engine == "dask" else None,
     )
 
 

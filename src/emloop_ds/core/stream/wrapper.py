@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, Any, Self, overload
+from typing import TYPE_CHECKING, Any, Literal, Self, overload
 
 from emloop_ds.core.stream.buffer import ThreadBuffer
 from emloop_ds.core.stream.epochs import EpochCutter
@@ -18,6 +18,7 @@ from emloop_ds.core.stream.source import BatchSource
 from emloop_ds.core.types import Batch
 
 if TYPE_CHECKING:
+    from emloop_ds.core.stream.engine import ShardEngine
     from emloop_ds.core.stream.worker_source import WorkerSource
 
 __all__ = ["Profile", "StreamWrapper"]
@@ -26,7 +27,19 @@ Profile = MutableMapping[str, list[float]]
 """Timings in seconds by event name, such as ``read_batch_train``; a plain dict or a ``defaultdict(list)``."""
 
 _POSITIONAL_PARAMETERS = ("buffer_size", "epoch_size", "name", "profile")
-_KEYWORD_PARAMETERS = frozenset({*_POSITIONAL_PARAMETERS, "buffer", "eager", "workers", "ordered"})
+_KEYWORD_PARAMETERS = frozenset(
+    {
+        *_POSITIONAL_PARAMETERS,
+        "buffer",
+        "eager",
+        "workers",
+        "ordered",
+        "engine",
+        "scheduler",
+        "scheduler_timeout_s",
+    }
+)
+_ENGINES = ("processes", "dask")
 
 
 class StreamWrapper:
@@ -59,6 +72,9 @@ class StreamWrapper:
         eager: bool = False,
         workers: int = 0,
         ordered: bool = True,
+        engine: Literal["processes", "dask"] = "processes",
+        scheduler: str | Any | None = None,
+        scheduler_timeout_s: float = 10.0,
     ) -> None: ...
 
     @overload
@@ -75,6 +91,9 @@ class StreamWrapper:
         eager: bool = False,
         workers: int = 0,
         ordered: bool = True,
+        engine: Literal["processes", "dask"] = "processes",
+        scheduler: str | Any | None = None,
+        scheduler_timeout_s: float = 10.0,
     ) -> None: ...
 
     def __init__(self, stream_fn: Callable[[], Iterable[Batch]], *args: Any, **kwargs: Any) -> None:
@@ -95,11 +114,18 @@ class StreamWrapper:
                 workers, ``buffer_size`` is the number of batches in flight per worker (below 1: 2).
             ordered: with workers, merge the shards one batch from each in turn, which is reproducible;
                 ``False`` delivers batches as they are ready.
+            engine: where the ``workers`` shards run: ``"processes"`` (the default) on this machine, or
+                ``"dask"`` as actors on a Dask cluster, with the same stream semantics.
+            scheduler: with ``engine="dask"``, an address such as ``"tcp://host:8786"`` or a
+                ``distributed.Client``; None uses Dask's configured scheduler (``DASK_SCHEDULER_ADDRESS``)
+                or else starts a LocalCluster of ``workers`` processes on 127.0.0.1, closed with the wrapper.
+            scheduler_timeout_s: with ``engine="dask"``, how long to wait for the scheduler and its workers.
 
         Raises:
             TypeError: if the arguments are malformed.
             ValueError: if ``workers`` is negative.
-            ConfigError: if ``workers > 0`` and the stream is not shardable or cannot reach the workers.
+            ConfigError: if ``workers > 0`` and the stream is not shardable or cannot reach the workers, or
+                if ``engine="dask"`` and Dask is not installed.
         """
         options = _bind_arguments(args, kwargs)
         _check_arguments(stream_fn, options)
@@ -147,6 +173,11 @@ class StreamWrapper:
     def empty(self) -> bool:
         """Return whether the buffer is empty (always true without a buffer)."""
         return self._source.empty()
+
+    @property
+    def shard_engine(self) -> ShardEngine | None:
+        """Return the engine running the shards once the first ``with`` started it; None without workers."""
+        return self._workers.engine if self._workers is not None else None
 
     def close(self) -> None:
         """Stop the worker processes, if any; the wrapper cannot be read with workers afterwards.
@@ -250,12 +281,18 @@ def _worker_source(
     from emloop_ds.core.stream.worker_source import DEFAULT_BUFFER_SIZE, WorkerSource, stream_spec
 
     buffer_size = options.get("buffer_size", 0)
+    start_engine = None
+    if options.get("engine") == "dask":
+        from emloop_ds.core.stream.dask import dask_engine_starter
+
+        start_engine = dask_engine_starter(options.get("scheduler"), options.get("scheduler_timeout_s", 10.0))
     return WorkerSource(
         stream_spec(stream_fn, description),
         options["workers"],
         ordered=options.get("ordered", True),
         buffer_size=buffer_size if buffer_size > 0 else DEFAULT_BUFFER_SIZE,
         epoch_size=options.get("epoch_size", -1),
+        start_engine=start_engine,
     )
 
 
@@ -311,5 +348,25 @@ def _check_arguments(stream_fn: object, options: dict[str, Any]) -> None:
         raise TypeError(f"StreamWrapper() workers must be an int, not {type(workers).__name__}")
     if workers < 0:
         raise ValueError(f"StreamWrapper() workers must be 0 (read in this process) or more, not {workers}")
+    _check_engine_arguments(options)
     if options.get("eager", False) and options.get("buffer_size", 0) < 1 and workers == 0:
         raise TypeError("StreamWrapper() eager=True needs a buffer: pass buffer_size of 1 or more")
+
+
+def _check_engine_arguments(options: dict[str, Any]) -> None:
+    """Raise for an unknown engine, Dask without workers, or Dask's options without Dask."""
+    engine = options.get("engine", "processes")
+    if engine not in _ENGINES:
+        raise ValueError(
+            f"StreamWrapper() engine must be one of {', '.join(map(repr, _ENGINES))}, not {engine!r}"
+        )
+    if engine != "dask":
+        for key in ("scheduler", "scheduler_timeout_s"):
+            if key in options:
+                raise TypeError(f"StreamWrapper() {key} needs engine='dask'")
+        return
+    if options.get("workers", 0) < 1:
+        raise ValueError("StreamWrapper() engine='dask' needs workers=N, the number of shards to run on Dask")
+    timeout_s = options.get("scheduler_timeout_s", 10.0)
+    if not isinstance(timeout_s, int | float) or isinstance(timeout_s, bool) or timeout_s <= 0:
+        raise ValueError(f"StreamWrapper() scheduler_timeout_s must be a number above 0, not {timeout_s!r}")
