@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from emloop_ds import DownloadCancelledError
-from emloop_ds.core.download.lock import hold_lock
+from emloop_ds.core.download.lock import BUCKETS, FileLocks, hold_lock
 from emloop_ds.core.download.progress import OVERALL_BAR_ABOVE, LineProgress, TqdmProgress
 
 
@@ -70,6 +70,40 @@ def test_waiting_for_a_lock_can_be_cancelled(tmp_path: Path) -> None:
     assert len(errors) == 1
     with pytest.raises(DownloadCancelledError), hold_lock(lock_path, cancel=cancel):
         raise DownloadCancelledError("body")
+
+
+def _same_bucket_names(locks: FileLocks) -> tuple[str, str]:
+    first = locks.path("f0.bin")
+    other = next(f"f{i}.bin" for i in range(1, 50 * BUCKETS) if locks.path(f"f{i}.bin") == first)
+    return "f0.bin", other
+
+
+def test_file_locks_share_a_bucket_between_threads_and_keep_other_processes_out(tmp_path: Path) -> None:
+    ours, other_process = FileLocks(tmp_path / "locks"), FileLocks(tmp_path / "locks")  # own lock files each
+    name, same_bucket = _same_bucket_names(ours)
+    sibling_inside, sibling_leave = threading.Event(), threading.Event()
+    waited, entered = threading.Event(), threading.Event()
+
+    def sibling() -> None:
+        with ours.hold(same_bucket):
+            sibling_inside.set()
+            sibling_leave.wait(10)
+
+    def other_holder() -> None:
+        with other_process.hold(name, on_wait=waited.set):
+            entered.set()
+
+    threads = [threading.Thread(target=sibling), threading.Thread(target=other_holder)]
+    with ours.hold(name):
+        threads[0].start()
+        assert sibling_inside.wait(10)  # a thread of the same process joins the bucket its process holds
+        threads[1].start()
+        assert waited.wait(10)  # another process waits for it
+    assert not entered.wait(0.1)  # still kept out while the sibling is inside
+    sibling_leave.set()
+    for thread in threads:
+        thread.join(10)
+    assert entered.is_set()
 
 
 def test_line_progress_prints_at_most_every_interval() -> None:

@@ -26,7 +26,7 @@ from emloop_ds.core.download.extract import (
     extract_archive,
     find_damaged,
 )
-from emloop_ds.core.download.lock import hold_lock
+from emloop_ds.core.download.lock import FileLocks, hold_lock
 from emloop_ds.core.download.parallel import run_parallel
 from emloop_ds.core.download.progress import FileProgress, NoProgress, Progress
 from emloop_ds.core.download.retry import RetryPolicy
@@ -71,8 +71,12 @@ class _Run:
     progress: Progress
     retry: RetryPolicy | None
     cancel: threading.Event = field(default_factory=threading.Event)
+    locks: FileLocks = field(init=False)
     _client: Client | None = None
     _client_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self.locks = FileLocks(self.store.state_dir / "locks", self.cancel)
 
     def client(self) -> Client:
         """Open the run's HTTP client on first need, so runs with nothing to fetch never import requests."""
@@ -181,19 +185,18 @@ def _complete_result(entry: DownloadEntry, store: StateStore) -> FileResult | No
 def _fetch_entry(entry: DownloadEntry, run: _Run) -> FileResult:
     started_s = time.monotonic()
     progress = run.progress.open_file(entry.filename)
-    lock_path = run.store.state_dir / "locks" / f"{entry.filename}.lock"
     try:
-        with hold_lock(
-            lock_path,
+        with run.locks.hold(
+            entry.filename,
             on_wait=lambda: progress.note("waiting for another process that is downloading it"),
-            cancel=run.cancel,
         ):
             status, record, warnings = _fetch_locked(entry, run, progress)
     except DownloadError as exc:
         result = FileResult(entry.filename, entry.url, "failed", time.monotonic() - started_s, error=exc)
     except OSError as exc:  # the lock file cannot be made
         error = DownloadError(
-            f"cannot lock {lock_path}: {exc.strerror or exc}; check the permissions of data_root"
+            f"cannot lock {run.locks.path(entry.filename)}: {exc.strerror or exc}; "
+            "check the permissions of data_root"
         )
         error.__cause__ = exc
         result = FileResult(entry.filename, entry.url, "failed", time.monotonic() - started_s, error=error)
