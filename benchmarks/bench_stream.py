@@ -141,7 +141,7 @@ def bench_overhead() -> list[tuple[str, str, str]]:
         (
             "StreamWrapper gated (default)",
             f"{gated:.2f} us/batch",
-            f"{gated / reference:.2f}x ref; a producer wake per batch (the gate)",
+            f"{gated / reference:.2f}x ref; awaited batches made by the reader (NOTE [buffer inline])",
         ),
         ("StreamWrapper unbuffered", f"{unbuffered:.2f} us/batch", f"+{unbuffered - plain:.2f} us vs plain"),
         (

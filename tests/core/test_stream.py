@@ -666,3 +666,29 @@ def test_emloop_private_methods_keep_their_documented_meaning() -> None:
     assert source.yielded == 3
     with buffered:
         assert numbers(list(buffered)) == list(range(10))
+
+
+# --- the gated reader makes an awaited batch itself (NOTE [buffer inline]) -------------------------
+
+
+def test_a_gated_reader_makes_awaited_batches_itself_and_the_producer_those_of_allow_buffering() -> None:
+    makers: list[str] = []
+    second_started = threading.Event()
+
+    def stream() -> Iterator[Batch]:
+        for i in range(6):
+            makers.append(threading.current_thread().name)
+            if i == 1:
+                second_started.set()
+            yield {"i": [i]}
+
+    wrapper = StreamWrapper(stream, "train", buffer=1)
+    with wrapper:
+        first = next(wrapper)  # the buffer is empty and the gate closed: made in this thread
+        with wrapper.allow_buffering:  # the producer makes the next batch meanwhile
+            assert second_started.wait(WAIT_S)
+        rest = [batch["i"][0] for batch in wrapper]  # the producer's batch first, then made here
+    assert [first["i"][0], *rest] == list(range(6))
+    assert makers[0] == threading.current_thread().name
+    assert makers[1].startswith("emloop-ds producer")
+    assert makers[2:] == [threading.current_thread().name] * 4

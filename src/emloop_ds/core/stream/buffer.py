@@ -45,6 +45,16 @@ __all__ = ["BufferingGate", "ThreadBuffer"]
 # work. The gate is checked before each item, never during one: closing it does not interrupt a batch.
 # Entries nest and count, so the gate stays open until the last one leaves. Eager: the gate is ignored.
 #
+# NOTE [buffer inline]
+# A gated reader that finds the buffer empty, the gate closed and the producer idle (between items, or
+# paused at an epoch end) makes the item itself instead of waking the producer and waiting for it: the
+# producer would only run while the reader waits, so the items, their order and the count of batches made
+# are the same, and the two thread hand-overs per batch are saved. `_is_item_in_progress` says that some
+# thread (the producer, or the reader inline) is inside `produce`, so the other never starts an item
+# meanwhile; the producer also stays paused while an inline item ended the epoch. An exception raised
+# inline reaches the reader as the same StreamProducerError a producer's would; a Ctrl-C that lands inside
+# an inline item is the reader's own KeyboardInterrupt and ends the dataset's iterator, as without a buffer.
+#
 # NOTE [buffer shutdown]
 # `stop` (the wrapper's `__exit__`) sets the producer's stop event, wakes it and joins it: the producer
 # finishes the batch it is in the middle of (which stays buffered) and starts no other, so leaving `with`
@@ -100,6 +110,7 @@ class ThreadBuffer:
         self._was_entered = False
         self._is_producing = False
         self._is_paused = False
+        self._is_item_in_progress = False  # NOTE [buffer inline]
         self._thread: threading.Thread | None = None
         self._stop_event: threading.Event | None = None
         self._gate = BufferingGate(self)
@@ -134,13 +145,48 @@ class ThreadBuffer:
         if not self._is_entered:
             return self._next_batch_outside_with()
         with self._ready:
-            if not self._buffer:
-                self._wait_for_item()
-            item = self._buffer.popleft()
-            self._ready.notify()
+            is_inline = not self._buffer and self._may_make_item_inline()
+            if is_inline:  # NOTE [buffer inline]
+                self._is_item_in_progress = True
+                self._is_paused = False  # the reader asks for this item: NOTE [buffer epochs]
+            else:
+                if not self._buffer:
+                    self._wait_for_item()
+                item = self._buffer.popleft()
+                self._ready.notify()
+        if is_inline:
+            return self._make_item_inline()
         if type(item) is _ProducerFailure:
             self._raise_failure(item)
         return cast("Batch | None", item)
+
+    def _may_make_item_inline(self) -> bool:
+        """Return, holding ``_ready`` over an empty buffer, whether the reader makes the item itself."""
+        return not (
+            self._is_eager
+            or self._gate_openers > 0
+            or self._is_item_in_progress
+            or not self._is_producing  # a failed or stopped producer is restarted by _wait_for_item
+        )
+
+    def _make_item_inline(self) -> Batch | None:
+        """Make the next item in the reader's thread, marked in progress by it (NOTE [buffer inline])."""
+        item: Batch | None = None
+        failure: _ProducerFailure | None = None
+        try:
+            item = self._produce()
+        except KeyboardInterrupt:  # Ctrl-C in the reader's own thread stays the reader's
+            raise
+        except BaseException as exc:  # the dataset's, even SystemExit, as from the producer thread
+            failure = _ProducerFailure(exc)
+        finally:
+            with self._ready:
+                self._is_item_in_progress = False
+                self._is_paused = failure is None and item is None
+                self._ready.notify()
+        if failure is not None:
+            self._raise_failure(failure)
+        return item
 
     def _next_batch_outside_with(self) -> Batch | None:
         """Return the next item without a producer thread, as emloop allows once ``with`` was entered.
@@ -218,6 +264,8 @@ class ThreadBuffer:
             while may_produce:
                 item = self._produce()
                 with self._ready:
+                    # Cleared with the append, so an inline reader never overtakes it (NOTE [buffer inline]).
+                    self._is_item_in_progress = False
                     self._buffer.append(item)
                     self._is_reader_waiting = False  # NOTE [buffer gate]
                     self._ready.notify()
@@ -228,6 +276,7 @@ class ThreadBuffer:
         # Even SystemExit must reach the consumer rather than end the thread quietly.
         except BaseException as exc:
             with self._ready:
+                self._is_item_in_progress = False
                 self._buffer.append(_ProducerFailure(exc))
                 self._is_paused = True
                 self._ready.notify()
@@ -243,9 +292,13 @@ class ThreadBuffer:
     def _wait_for_slot(self, stop_event: threading.Event) -> bool:
         """Wait, holding ``_ready``, until the producer may start an item; return False once told to stop."""
         while not stop_event.is_set():
-            if len(self._buffer) < self._size and (
-                self._is_eager or self._gate_openers > 0 or self._is_reader_waiting
+            if (
+                len(self._buffer) < self._size
+                and not self._is_item_in_progress
+                and not self._is_paused  # an inline item ended the epoch (NOTE [buffer inline])
+                and (self._is_eager or self._gate_openers > 0 or self._is_reader_waiting)
             ):
+                self._is_item_in_progress = True
                 return True
             self._ready.wait()  # NOTE [buffer gate]
         return False
