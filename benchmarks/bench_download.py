@@ -40,6 +40,7 @@ from pathlib import Path
 
 import emloop_ds
 
+FLOOR_SCRIPT = Path(__file__).resolve().parent / "floor_requests.py"
 MB = 1024 * 1024
 
 
@@ -169,8 +170,12 @@ def _compare(
         our_s.append(_timed(*ours))
         cpu_s["emloop"].append(_LAST_CPU_S[-1])
     cpu = ", ".join(f"{name} {statistics.median(values):.3f} s" for name, values in cpu_s.items())
-    print(f"  (CPU, user + system, median: {cpu})")
+    _PENDING_CPU_LINE[:] = [f"  (CPU of the row above, user + system, median: {cpu})"]
     return our_s, peer_s
+
+
+_PENDING_CPU_LINE: list[str] = []
+"""The CPU line of the last comparison, printed after its row by ``_row``."""
 
 
 def _row(label: str, our_s: list[float], peer_label: str, peer_s: list[float], target: float | None) -> None:
@@ -184,6 +189,9 @@ def _row(label: str, our_s: list[float], peer_label: str, peer_s: list[float], t
     print(f"    emloop {ours:7.3f} s   runs: {_runs(our_s)}")
     print(f"    {peer_label} {peer:7.3f} s   runs: {_runs(peer_s)}")
     print(f"    ratio {ours / peer:5.2f}x ({verdict})")
+    for line in _PENDING_CPU_LINE:
+        print(line)
+    _PENDING_CPU_LINE.clear()
 
 
 def bench_big(work: Path, emloop: str, runs: int) -> None:
@@ -220,15 +228,24 @@ def bench_many(
     with _serving(served, latency_s) as base_url:
         config = _write_config(work / f"{name}.yaml", data_root, base_url, files)
         curl = _curl_parallel(work, base_url, files, curl_out)
+        floor_out = work / f"{name}-floor"
+        floor = [sys.executable, str(FLOOR_SCRIPT), str(floor_out)]
+        floor += [f"{base_url}/{filename}" for filename, _ in files]
         our_s, peer_s = _compare(
             runs,
             ([emloop, "dataset", "download", str(config), "--jobs", "8"], _remove(data_root)),
             ("curl", curl, _remove(curl_out)),
+            ("python+requests floor", floor, _remove(floor_out)),
         )
     size = f"{n_bytes // MB} MB" if n_bytes >= MB else f"{n_bytes // 1024} KB"
     print(f"{count:,} x {size} at {latency_s * 1000:g} ms latency per request, --jobs 8, median of {runs}:")
     _row("against curl --parallel --parallel-max 8", our_s, "curl  ", peer_s["curl"], 1.5)
-    _remove(served, data_root, curl_out)()
+    floor_s, curl_s = statistics.median(peer_s["python+requests floor"]), statistics.median(peer_s["curl"])
+    print(
+        f"  the floor, {FLOOR_SCRIPT.name} (Python, requests, 8 threads, durable writes, nothing else): "
+        f"{floor_s:.3f} s = {floor_s / curl_s:.2f}x curl   runs: {_runs(peer_s['python+requests floor'])}"
+    )
+    _remove(served, data_root, curl_out, floor_out)()
 
 
 def bench_noop(work: Path, emloop: str, runs: int) -> None:
