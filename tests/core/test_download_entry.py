@@ -40,7 +40,7 @@ def test_plain_files_are_not_extracted_by_default() -> None:
     [
         ("https://example.org/a.zip", "download_urls is a str, not a list"),
         ({"url": "https://example.org/a.zip"}, "download_urls is a dict, not a list"),
-        ([42], "download_urls[0] is a int"),
+        ([42], "download_urls[0] is an int"),
         ([{"sha256": SHA256}], "download_urls[0] has no `url:`"),
         ([{"url": "https://e.org/a", "size": 3}], "download_urls[0] has unknown keys size"),
         (["ftp://example.org/a.zip"], "must start with http://, https:// or file://"),

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+from emloop_ds.core.config import describe_type
 from emloop_ds.core.errors import StreamError, describe_exception
 
 if TYPE_CHECKING:  # numpy, which core.stats needs, is imported only once a stream is inspected
@@ -166,7 +167,7 @@ def _read_batches(stream_fn: Callable[[], Any], batches: int) -> Iterator[tuple[
             raise _BrokenStreamError(f"batch {number} raised {describe_exception(exc)}") from exc
         if not isinstance(batch, Mapping):
             raise _BrokenStreamError(
-                f"batch {number} is a {type(batch).__name__}, not a mapping of source names to examples"
+                f"batch {number} is {describe_type(batch)}, not a mapping of source names to examples"
             )
         yield number, batch
 

@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from emloop_ds.core.config import describe_type
+
 __all__ = [
     "HISTOGRAM_BINS",
     "MAX_DISTINCT_VALUES",
@@ -206,7 +208,7 @@ def count_histograms(
     counter = HistogramCounter(edges)
     for number, batch in enumerate(batches, start=1):
         if not isinstance(batch, Mapping):
-            raise ValueError(f"batch {number} of the second pass is a {type(batch).__name__}, not a mapping")
+            raise ValueError(f"batch {number} of the second pass is {describe_type(batch)}, not a mapping")
         counter.add(batch)
     return counter.counts()
 

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from emloop_ds.core.config import describe_type
 from emloop_ds.core.download.checksum import ALGORITHMS, Checksum
 from emloop_ds.core.download.extract import archive_format, parse_size
 from emloop_ds.core.download.state import STATE_DIR
@@ -52,7 +53,7 @@ def parse_download_entries(download_urls: Any) -> list[DownloadEntry]:
     """
     if isinstance(download_urls, (str, bytes, Mapping)) or not isinstance(download_urls, Iterable):
         raise ConfigError(
-            f"download_urls is a {type(download_urls).__name__}, not a list; write it as a YAML list of "
+            f"download_urls is {describe_type(download_urls)}, not a list; write it as a YAML list of "
             "URLs or of mappings with `url:`"
         )
     entries = [parse_download_entry(item, index) for index, item in enumerate(download_urls)]
@@ -77,7 +78,7 @@ def parse_download_entry(item: Any, index: int = 0) -> DownloadEntry:
     if isinstance(item, str):
         item = {"url": item}
     if not isinstance(item, Mapping):
-        raise ConfigError(f"{where} is a {type(item).__name__}; write a URL, or a mapping with `url:`")
+        raise ConfigError(f"{where} is {describe_type(item)}; write a URL, or a mapping with `url:`")
     unknown = sorted(str(key) for key in item if key not in _KEYS)
     if unknown:
         raise ConfigError(f"{where} has unknown keys {', '.join(unknown)}; the keys are {', '.join(_KEYS)}")
