@@ -256,3 +256,18 @@ def test_describe_type_uses_the_right_article(value: object, phrase: str) -> Non
 def test_a_config_holding_an_int_says_an_int(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"holds an int, not a mapping"):
         load_config(write(tmp_path / "c.yaml", "3\n"))
+
+
+def test_an_override_the_locale_could_not_decode_is_read_as_utf8(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("dataset:\n  class: m.C\n", encoding="utf-8")
+    undecoded = "dataset.label=é".encode().decode("ascii", "surrogateescape")  # sys.argv under LC_ALL=C
+    assert load_config(config, [undecoded]).kwargs["label"] == "é"
+
+
+def test_an_override_that_is_not_utf8_is_a_config_error(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("dataset:\n  class: m.C\n", encoding="utf-8")
+    undecoded = b"dataset.label=\xff".decode("ascii", "surrogateescape")
+    with pytest.raises(ConfigError, match="neither text of this locale nor UTF-8"):
+        load_config(config, [undecoded])

@@ -207,6 +207,7 @@ def apply_overrides(
 
 
 def _parse_override(override: str) -> tuple[list[str], Any]:
+    override = _as_text(override)
     key, separator, raw_value = override.partition("=")
     parts = key.strip().split(".")
     if not separator or not all(parts):
@@ -215,6 +216,25 @@ def _parse_override(override: str) -> tuple[list[str], Any]:
             "e.g. dataset.batch_size=32"
         )
     return parts, decode_yaml(raw_value, source=f"override {override!r}")
+
+
+def _as_text(argument: str) -> str:
+    """Return a command-line argument as text, reading bytes that the locale could not decode as UTF-8.
+
+    Under a C locale without UTF-8 mode, Python keeps undecodable bytes of ``sys.argv`` as surrogates,
+    which no YAML parser accepts.
+    """
+    try:
+        argument.encode("utf-8")
+    except UnicodeEncodeError:
+        try:
+            return os.fsencode(argument).decode("utf-8")
+        except UnicodeError:
+            raise ConfigError(
+                f"cannot read override {argument!r}: it is neither text of this locale nor UTF-8; "
+                "write it in UTF-8 or set a UTF-8 locale (e.g. LC_ALL=C.UTF-8)"
+            ) from None
+    return argument
 
 
 def _copy_mappings(data: Mapping[str, Any]) -> dict[str, Any]:
