@@ -173,8 +173,10 @@ class ThreadBuffer:
         """Make the next item in the reader's thread, marked in progress by it (NOTE [buffer inline])."""
         item: Batch | None = None
         failure: _ProducerFailure | None = None
+        is_epoch_end = False
         try:
             item = self._produce()
+            is_epoch_end = item is None
         except KeyboardInterrupt:  # Ctrl-C in the reader's own thread stays the reader's
             raise
         except BaseException as exc:  # the dataset's, even SystemExit, as from the producer thread
@@ -182,7 +184,7 @@ class ThreadBuffer:
         finally:
             with self._ready:
                 self._is_item_in_progress = False
-                self._is_paused = failure is None and item is None
+                self._is_paused = is_epoch_end  # NOTE [buffer epochs]
                 self._ready.notify()
         if failure is not None:
             self._raise_failure(failure)
