@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 import time
 import traceback
@@ -692,3 +693,36 @@ def test_a_gated_reader_makes_awaited_batches_itself_and_the_producer_those_of_a
     assert makers[0] == threading.current_thread().name
     assert makers[1].startswith("emloop-ds producer")
     assert makers[2:] == [threading.current_thread().name] * 4
+
+
+def test_a_ctrl_c_before_an_inline_item_starts_leaves_the_stream_readable() -> None:
+    stream = StreamWrapper(CountingStream(100), "train", buffer_size=2)
+
+    def interrupt_inline_item(frame: Any, event: str, arg: Any) -> Any:
+        if event == "call" and frame.f_code.co_name == "_make_item_inline":
+            sys.settrace(None)
+            raise KeyboardInterrupt  # as a SIGINT at its first instruction would
+        return None
+
+    with stream:
+        assert next(stream) == {"i": [0]}
+        sys.settrace(interrupt_inline_item)
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                next(stream)
+        finally:
+            sys.settrace(None)
+        read: list[Batch] = []
+        reader = threading.Thread(target=lambda: read.append(next(stream)), daemon=True)
+        reader.start()
+        reader.join(WAIT_S)
+    assert read == [{"i": [1]}]
+
+
+def test_emloops_enqueue_batches_can_be_called_epoch_after_epoch() -> None:
+    stream = StreamWrapper(CountingStream(3), "train", buffer=8, eager=True)
+    caller = threading.Thread(target=lambda: [stream._enqueue_batches(threading.Event()) for _ in range(2)])
+    caller.start()
+    caller.join(WAIT_S)
+    assert not caller.is_alive()
+    assert not stream.empty()

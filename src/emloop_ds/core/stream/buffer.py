@@ -134,6 +134,7 @@ class ThreadBuffer:
         """Stop the producer thread, keeping the buffered items and the stream position."""
         self._is_entered = False
         self._stop_thread()
+        self._is_item_in_progress = False  # only the reader, calling this, can be making an item now
 
     def next_batch(self) -> Batch | None:
         """Return a single batch from the buffer or None signaling epoch end.
@@ -144,18 +145,25 @@ class ThreadBuffer:
         """
         if not self._is_entered:
             return self._next_batch_outside_with()
-        with self._ready:
-            is_inline = not self._buffer and self._may_make_item_inline()
-            if is_inline:  # NOTE [buffer inline]
-                self._is_item_in_progress = True
-                self._is_paused = False  # the reader asks for this item: NOTE [buffer epochs]
-            else:
-                if not self._buffer:
-                    self._wait_for_item()
-                item = self._buffer.popleft()
-                self._ready.notify()
-        if is_inline:
-            return self._make_item_inline()
+        is_inline = False
+        try:
+            with self._ready:
+                if not self._buffer and self._may_make_item_inline():  # NOTE [buffer inline]
+                    is_inline = self._is_item_in_progress = True
+                    self._is_paused = False  # the reader asks for this item: NOTE [buffer epochs]
+                else:
+                    if not self._buffer:
+                        self._wait_for_item()
+                    item = self._buffer.popleft()
+                    self._ready.notify()
+            if is_inline:
+                return self._make_item_inline()
+        except KeyboardInterrupt:
+            if is_inline:  # interrupted before _make_item_inline took over the mark
+                with self._ready:
+                    self._is_item_in_progress = False
+                    self._ready.notify()
+            raise
         if type(item) is _ProducerFailure:
             self._raise_failure(item)
         return cast("Batch | None", item)
@@ -262,6 +270,7 @@ class ThreadBuffer:
         """
         try:
             with self._ready:
+                self._is_paused = False  # this call makes the next epoch (NOTE [buffer epochs])
                 may_produce = self._wait_for_slot(stop_event)
             while may_produce:
                 item = self._produce()
