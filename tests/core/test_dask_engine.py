@@ -17,9 +17,9 @@ import pytest
 
 from emloop_ds.core.errors import ConfigError, StreamError
 from emloop_ds.core.stream.dask import DaskEngine
-from emloop_ds.core.stream.dask.actor import RemoteError
 from emloop_ds.core.stream.dask.shipping import code_to_ship
 from emloop_ds.core.stream.engine import ShardEnd, ShardFailure, ShardItem, StreamSpec
+from emloop_ds.core.stream.remote_error import RemoteExceptionStandIn
 from emloop_ds.core.stream.shard import Shard
 from tests.dask_cluster import DaskTestCluster, run_dask_cluster
 
@@ -196,7 +196,7 @@ def test_unpicklable_exception_arrives_as_a_stand_in(engine_on, tmp_path: Path) 
     engine = engine_on(_spec(tmp_path, length=4, fail_at=0, kind="unpicklable"), 1)
     failure = _read_pass(engine)[0][-1]
     assert isinstance(failure, ShardFailure)
-    assert isinstance(failure.error, RemoteError)
+    assert isinstance(failure.error, RemoteExceptionStandIn)
     assert "Unpicklable: no pickle" in str(failure.error)
 
 

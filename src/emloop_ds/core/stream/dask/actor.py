@@ -6,48 +6,32 @@ unpickling the actor's class costs a worker only emloop-ds itself (NOTE [dask ch
 
 from __future__ import annotations
 
-import pickle
 import sys
-import traceback
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
-from emloop_ds.core.errors import describe_exception
 from emloop_ds.core.stream.engine import StreamSpec
+from emloop_ds.core.stream.remote_error import PackedException, pack_exception
 from emloop_ds.core.stream.shard import Shard
 from emloop_ds.core.types import Batch
 
-__all__ = ["END", "Chunk", "RemoteError", "RemoteFailure", "ShardActor"]
+__all__ = ["END", "Chunk", "RemoteFailure", "ShardActor"]
 
 END = "end"
 """The outcome of a chunk whose call found the end of the shard's stream."""
 
 
-class RemoteError(Exception):
-    """Stand in for an exception from a worker that could not travel back pickled; its message names it."""
-
-
+@dataclass(frozen=True, slots=True)
 class RemoteFailure:
-    """Carry the exception that ended a shard on a worker, with the worker's formatted traceback."""
+    """Carry the exception that ended a shard on a worker, packed with its traceback (``remote_error``).
 
-    __slots__ = ("error",)
+    The reader rebuilds it with ``unpack_exception``, or gets a stand-in if it cannot be pickled or
+    unpickled, exactly as from a worker process.
+    """
 
-    def __init__(self, error: BaseException) -> None:
-        self.error = error
-
-    @classmethod
-    def from_exception(cls, exc: BaseException, where: str) -> RemoteFailure:
-        """Wrap ``exc``, keeping its traceback as a note and replacing it if it cannot be pickled."""
-        formatted = "".join(traceback.format_exception(exc))
-        try:
-            error = pickle.loads(pickle.dumps(exc))
-        except Exception:
-            error = RemoteError(f"{describe_exception(exc)} (could not be pickled; its traceback follows)")
-        error.add_note(f"Traceback on {where}:\n{formatted.rstrip()}")
-        return cls(error)
-
-    def __reduce__(self) -> tuple[type[RemoteFailure], tuple[BaseException]]:
-        return (RemoteFailure, (self.error,))
+    packed: PackedException
+    where: str
 
 
 Chunk = tuple[int, int, list[Batch], str | RemoteFailure | None]
@@ -109,7 +93,7 @@ class ShardActor:
         except StopIteration:
             outcome = END
         except BaseException as exc:  # even SystemExit ends the shard rather than the worker's thread
-            outcome = RemoteFailure.from_exception(exc, self._where)
+            outcome = RemoteFailure(pack_exception(exc), self._where)
         if outcome is not None:
             self._is_done, self._stream = True, None
         self._position += len(batches)

@@ -36,6 +36,7 @@ from emloop_ds.core.stream.dask.actor import END, Chunk, RemoteFailure, ShardAct
 from emloop_ds.core.stream.dask.cluster import INSTALL_HINT, DaskSession, open_session
 from emloop_ds.core.stream.dask.shipping import ship_code
 from emloop_ds.core.stream.engine import ShardEnd, ShardEngine, ShardFailure, ShardItem, StreamSpec
+from emloop_ds.core.stream.remote_error import unpack_exception
 
 __all__ = ["DaskEngine", "dask_engine_starter"]
 
@@ -210,7 +211,8 @@ class DaskEngine:
             if outcome is not None:
                 item: ShardItem = ShardEnd(shard)
                 if isinstance(outcome, RemoteFailure):
-                    item = ShardFailure(shard, outcome.error, f"dask worker {state.address}")
+                    error = unpack_exception(outcome.packed, outcome.where)
+                    item = ShardFailure(shard, error, f"dask worker {state.address}")
                 elif outcome != END:
                     raise AssertionError(f"unknown chunk outcome {outcome!r}")
                 state.ready.append((next(self._arrivals), item))
