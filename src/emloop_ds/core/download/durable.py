@@ -15,7 +15,20 @@ import threading
 from pathlib import Path
 from typing import Any
 
-__all__ = ["fsync_folder", "replace_durably", "write_json_atomically"]
+__all__ = ["fsync_file", "fsync_folder", "replace_durably", "write_json_atomically"]
+
+
+def fsync_file(path: Path) -> None:
+    """Flush a file's bytes to disk, opening it by name without following a link at its end.
+
+    Raises:
+        OSError: if it cannot be opened or flushed (FileNotFoundError if it is gone).
+    """
+    descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def fsync_folder(folder: Path) -> None:
@@ -74,11 +87,7 @@ def replace_durably(source: Path, target: Path) -> None:
     Raises:
         OSError: if flushing or renaming fails; ``source`` is then left as it was.
     """
-    descriptor = os.open(source, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
+    fsync_file(source)
     os.replace(source, target)
     fsync_folder(target.parent)
 

@@ -14,6 +14,7 @@ any error, so an exceeded bound leaves nothing.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import os
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import IO, Any, NoReturn
 
 from emloop_ds.core.download.archive_member import Location, MemberChecker
+from emloop_ds.core.download.durable import fsync_file
 from emloop_ds.core.errors import ExtractionError, describe_exception
 
 __all__ = ["SizeBound", "unpack_archive", "write_member"]
@@ -131,14 +133,8 @@ class _FileSyncer:
 
 
 def _fsync_file(path: Path) -> None:
-    try:
-        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return  # a later member of the same name replaced it, and is synced itself
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
+    with contextlib.suppress(FileNotFoundError):  # a later member of that name replaced it, synced itself
+        fsync_file(path)
 
 
 def write_member(
