@@ -62,6 +62,9 @@ class LoopbackServer:
         self._faults: dict[str, deque[Fault]] = defaultdict(deque)
         self._requests: list[Request] = []
         self._sent: dict[str, int] = defaultdict(int)
+        self._in_flight = 0
+        self.max_in_flight = 0
+        """The most requests that were being answered at once."""
         self._lock = threading.Lock()
         self._server = _Server(self)
         # a short poll interval makes shutdown() quick: it waits for the serving loop to notice
@@ -108,6 +111,11 @@ class LoopbackServer:
         with self._lock:
             self._sent[path] += n_bytes
 
+    def count_in_flight(self, change: int) -> None:
+        with self._lock:
+            self._in_flight += change
+            self.max_in_flight = max(self.max_in_flight, self._in_flight)
+
 
 class _Server(ThreadingHTTPServer):
     block_on_close = True  # server_close() joins the handlers, so no socket outlives a test
@@ -127,6 +135,13 @@ class _Handler(BaseHTTPRequestHandler):
     timeout = SAFETY_TIMEOUT_S  # an idle keep-alive connection cannot hold up the server's shutdown
 
     def do_GET(self) -> None:
+        self.server.owner.count_in_flight(+1)
+        try:
+            self._answer()
+        finally:
+            self.server.owner.count_in_flight(-1)
+
+    def _answer(self) -> None:
         owner = self.server.owner
         data, fault = owner.next_answer(self.path, self.headers.get("Range"), self.headers.get("If-Range"))
         if fault.barrier is not None:

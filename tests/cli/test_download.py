@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
+from emloop_ds import NoProgress
+from emloop_ds.cli.download import _PreloadRich
 from emloop_ds.cli.main import cli
 from tests.archives import tar_gz
 from tests.http_server import Fault, LoopbackServer
@@ -291,3 +293,29 @@ def test_status_retries_are_noted_next_to_the_file(
         "data.bin: HTTP 429 Too Many Requests; retry 2 of 4 in 3 s",
     ]
     assert sleeps == [1.0, 3.0]
+
+
+def test_rich_is_imported_once_the_first_response_arrives_not_before() -> None:
+    progress = _PreloadRich(NoProgress())
+    progress.start_run(2)
+    first, second = progress.open_file("a.bin"), progress.open_file("b.bin")
+    first.note("waiting for another process that is downloading it")
+    assert not progress.preload_started  # the requests go out first: the import would hold the GIL
+    first.start(100, 0)
+    second.start(100, 0)  # started once
+    progress.join()
+    assert progress.preload_started
+    assert "rich.table" in sys.modules
+    for file in (first, second):
+        file.advance(100)
+        file.close()
+    progress.end_run()
+
+
+def test_a_run_without_transfers_never_starts_the_import() -> None:
+    progress = _PreloadRich(NoProgress())
+    progress.start_run(1)
+    progress.finish_file("a.bin", "already complete")
+    progress.end_run()
+    progress.join()  # returns at once
+    assert not progress.preload_started

@@ -7,13 +7,15 @@ import json
 import os
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from emloop_ds import ChecksumError, ConfigError, DownloadableDataset, DownloadError, NoProgress
 from emloop_ds.core.download.fetch import FileResult, fetch_dataset, raise_failures
+from emloop_ds.core.download.state import StateStore
 from tests.archives import tar_gz
-from tests.http_server import Fault, LoopbackServer
+from tests.http_server import SAFETY_TIMEOUT_S, Fault, LoopbackServer
 
 DATA = os.urandom(50_000)
 
@@ -116,6 +118,37 @@ def test_jobs_download_files_concurrently(http_server: LoopbackServer, tmp_path:
     results = fetch_dataset(tmp_path, urls, jobs=3)
     assert [result.status for result in results] == ["downloaded"] * 3
     assert not barrier.broken
+
+
+def test_jobs_bound_the_transfers_in_flight(http_server: LoopbackServer, tmp_path: Path) -> None:
+    barrier = threading.Barrier(3)  # the first three requests are in flight together
+    faults = [Fault(barrier=barrier)] * 3 + [Fault(latency_s=0.02)] * 9
+    urls = [http_server.add(f"/{n}.bin", DATA, fault) for n, fault in enumerate(faults)]
+    results = fetch_dataset(tmp_path, urls, jobs=3)
+    assert [result.status for result in results] == ["downloaded"] * 12
+    assert http_server.max_in_flight == 3  # the run's threads are twice as many (NOTE [transfer slots])
+
+
+def test_next_transfer_starts_while_a_file_is_recorded(
+    http_server: LoopbackServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # With one job, recording first.bin waits until second.bin's request is at the server: that happens only
+    # if the transfer slot is given back before the file is flushed and recorded; otherwise the barrier
+    # breaks after the server's safety timeout and first.bin fails.
+    barrier = threading.Barrier(2)
+    first = http_server.add("/first.bin", DATA)
+    second = http_server.add("/second.bin", DATA, Fault(barrier=barrier))
+    save = StateStore.save
+
+    def save_after_second_request(store: StateStore, filename: str, *args: Any, **kwargs: Any) -> Any:
+        if filename == "first.bin":
+            barrier.wait(SAFETY_TIMEOUT_S)
+        return save(store, filename, *args, **kwargs)
+
+    monkeypatch.setattr(StateStore, "save", save_after_second_request)
+    results = fetch_dataset(tmp_path, [first, second], jobs=1)
+    assert [result.status for result in results] == ["downloaded", "downloaded"]
+    assert http_server.max_in_flight == 1
 
 
 def test_invalid_settings_are_config_errors(tmp_path: Path) -> None:

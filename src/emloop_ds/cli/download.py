@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -16,6 +16,9 @@ from emloop_ds.cli.options import (
     overrides_argument,
     verbose_option,
 )
+
+if TYPE_CHECKING:
+    from emloop_ds.core.download import FileProgress, Progress
 
 __all__ = ["download"]
 
@@ -93,10 +96,7 @@ def _download_files(dataset: Any, *, jobs: int, timeout_s: float, force: bool, a
     from emloop_ds.core.download import LineProgress, TqdmProgress, fetch_dataset
     from emloop_ds.core.errors import DownloadError
 
-    # Rendering needs rich, ~25 ms to import: import it while the downloads wait on the network.
-    preload = threading.Thread(target=_import_rich, name="emloop-ds-preload", daemon=True)
-    preload.start()
-    progress = TqdmProgress() if sys.stderr.isatty() else LineProgress()
+    progress = _PreloadRich(TqdmProgress() if sys.stderr.isatty() else LineProgress())
     results = fetch_dataset(
         dataset.data_root,
         dataset.download_urls,
@@ -105,7 +105,7 @@ def _download_files(dataset: Any, *, jobs: int, timeout_s: float, force: bool, a
         force=force,
         progress=progress,
     )
-    preload.join()
+    progress.join()
     from emloop_ds.cli import render
 
     render.report_download_warnings(results)
@@ -145,6 +145,66 @@ def _check_files(dataset: Any, *, jobs: int, as_json: bool) -> None:
             f"{damaged} of {len(results)} files are missing, corrupt or incomplete; run "
             "`emloop dataset download` with this config to fetch or restore them"
         )
+
+
+class _PreloadRich:
+    """Pass progress on, and import rich (for the final table) once the first response has arrived.
+
+    Importing rich takes ~25 ms of CPU. Started with the run, it would hold the GIL while the first
+    requests are being sent and delay them; started when the first response arrives, it runs while the
+    downloads wait on the network.
+    """
+
+    def __init__(self, progress: Progress) -> None:
+        self._progress = progress
+        self._preload = threading.Thread(target=_import_rich, name="emloop-ds-preload", daemon=True)
+        self._started = threading.Lock()
+
+    def start_run(self, total_files: int) -> None:
+        self._progress.start_run(total_files)
+
+    def open_file(self, name: str) -> FileProgress:
+        return _PreloadOnStart(self._progress.open_file(name), self)
+
+    def finish_file(self, name: str, status: str) -> None:
+        self._progress.finish_file(name, status)
+
+    def end_run(self) -> None:
+        self._progress.end_run()
+
+    @property
+    def preload_started(self) -> bool:
+        """Whether the import has been started."""
+        return self._started.locked()
+
+    def start_preload(self) -> None:
+        """Start the import, once."""
+        if self._started.acquire(blocking=False):
+            self._preload.start()
+
+    def join(self) -> None:
+        """Wait for the import, if it was started."""
+        if self.preload_started:
+            self._preload.join()
+
+
+class _PreloadOnStart:
+    def __init__(self, progress: FileProgress, owner: _PreloadRich) -> None:
+        self._progress = progress
+        self._owner = owner
+
+    def start(self, total_bytes: int | None, done_bytes: int) -> None:
+        self._owner.start_preload()
+        self._progress.start(total_bytes, done_bytes)
+
+    def advance(self, n_bytes: int) -> None:
+        self._progress.advance(n_bytes)
+
+    def note(self, message: str) -> None:
+        self._progress.note(message)
+
+    def close(self) -> None:
+        self._progress.close()
 
 
 def _import_rich() -> None:

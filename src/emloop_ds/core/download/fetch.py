@@ -1,9 +1,12 @@
 """Fetch a dataset's files into ``data_root``: in parallel, each under its lock, skipping complete ones.
 
 A run first checks every file against its record without a lock or a request (the no-op path: one small
-read and one ``stat`` per file, see ``state.py``); only files that need work go to the
-``jobs`` worker threads, which re-check under the file's lock, then download (from the entry's mirrors in
-order), verify, record and extract. HTTP machinery (``requests``) is imported only when a file needs it.
+read and one ``stat`` per file, see ``state.py``); only files that need work go to the worker threads,
+which re-check under the file's lock, then download (from the entry's mirrors in order), verify, record
+and extract. There are twice as many threads as ``jobs``: ``jobs`` slots bound the transfers
+(NOTE [transfer slots] in ``transfer.py``) and ``jobs`` other slots bound the local work (hashing a file
+found in place, extracting), so a file is flushed and recorded while the next one is on the wire. HTTP
+machinery (``requests``) is imported only when a file needs it.
 """
 
 from __future__ import annotations
@@ -72,11 +75,14 @@ class _Run:
     retry: RetryPolicy | None
     cancel: threading.Event = field(default_factory=threading.Event)
     locks: FileLocks = field(init=False)
+    local_slots: threading.Semaphore = field(init=False)
+    """Bound the files hashed or extracted at once to ``jobs``."""
     _client: Client | None = None
     _client_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
         self.locks = FileLocks(self.store.state_dir / "locks", self.cancel)
+        self.local_slots = threading.Semaphore(self.jobs)
 
     def client(self) -> Client:
         """Open the run's HTTP client on first need, so runs with nothing to fetch never import requests."""
@@ -149,7 +155,7 @@ def fetch_dataset(
     if todo:
         _remove_first_version_parts(store.data_root)
     try:
-        done = run_parallel(lambda index: _fetch_entry(entries[index], run), todo, jobs, run.cancel)
+        done = run_parallel(lambda index: _fetch_entry(entries[index], run), todo, 2 * jobs, run.cancel)
     finally:
         run.close()
     for index, result in zip(todo, done, strict=True):
@@ -215,7 +221,7 @@ def _fetch_locked(
     entry: DownloadEntry, run: _Run, progress: FileProgress
 ) -> tuple[str, FileRecord, tuple[str, ...]]:
     """Do what the file still needs; the caller holds its lock."""
-    record = None if run.force else _known_record(entry, run.store)
+    record = None if run.force else _known_record(entry, run)
     status = "already complete"
     warnings: tuple[str, ...] = ()
     if record is None:
@@ -226,14 +232,14 @@ def _fetch_locked(
     if not entry.extract:
         return status, record, warnings
     if not record.extracted:
-        files = _extract(entry, run.store)
+        files = _extract(entry, run)
         record = run.store.save(
             entry.filename, record.url, record.checksum, extracted=True, extracted_files=files
         )
         return ("extracted" if status == "already complete" else status), record, warnings
     damaged = find_damaged(run.store.data_root, record.extracted_files)
     if damaged:  # restore them from the kept archive; were it gone, the record would not vouch for it
-        files = _extract(entry, run.store, only=[file.path for file in damaged])
+        files = _extract(entry, run, only=[file.path for file in damaged])
         record = run.store.save(
             entry.filename, record.url, record.checksum, extracted=True, extracted_files=files
         )
@@ -241,14 +247,16 @@ def _fetch_locked(
     return status, record, warnings
 
 
-def _known_record(entry: DownloadEntry, store: StateStore) -> FileRecord | None:
+def _known_record(entry: DownloadEntry, run: _Run) -> FileRecord | None:
     """Return the record of a complete file: its own, or a new one adopting a file with the right hash."""
+    store = run.store
     record = store.find(entry.filename, entry.checksum)
     target = store.data_root / entry.filename
     if record is not None or entry.checksum is None or not target.is_file():
         return record
     try:
-        actual = hash_file(target, entry.checksum.algorithm)
+        with run.local_slots:
+            actual = hash_file(target, entry.checksum.algorithm)
     except OSError:
         return None
     if actual != entry.checksum:
@@ -295,13 +303,15 @@ def _download_from_mirrors(
     ) from failures[-1][1]
 
 
-def _extract(entry: DownloadEntry, store: StateStore, only: list[str] | None = None) -> list[ExtractedFile]:
+def _extract(entry: DownloadEntry, run: _Run, only: list[str] | None = None) -> list[ExtractedFile]:
     """Extract the entry's archive (or just the members ``only``) into ``data_root``; return its files."""
-    archive = store.data_root / entry.filename
+    data_root = run.store.data_root
+    archive = data_root / entry.filename
     max_bytes = entry.max_extract_bytes
     if max_bytes is None:
         max_bytes = default_max_extract_bytes(archive.stat().st_size)
-    return extract_archive(archive, store.data_root, max_bytes=max_bytes, only=only)
+    with run.local_slots:
+        return extract_archive(archive, data_root, max_bytes=max_bytes, only=only)
 
 
 def _remove_first_version_parts(data_root: Path) -> None:
