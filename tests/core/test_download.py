@@ -314,6 +314,7 @@ def test_cancel_before_any_byte_leaves_no_part(http_server: LoopbackServer, tmp_
     with pytest.raises(DownloadCancelledError):
         download_file(url, tmp_path / "data.bin", cancel=cancel)
     assert list(tmp_path.iterdir()) == []
+    assert http_server.requests() == []  # a cancelled run starts no transfer
 
 
 def test_no_resume_starts_from_scratch(http_server: LoopbackServer, tmp_path: Path) -> None:

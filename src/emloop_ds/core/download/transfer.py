@@ -45,7 +45,7 @@ from emloop_ds.core.download.response import (
 )
 from emloop_ds.core.download.retry import RetryPolicy
 from emloop_ds.core.download.session import RetryWaits, open_session
-from emloop_ds.core.errors import ChecksumError, DownloadError
+from emloop_ds.core.errors import ChecksumError, DownloadCancelledError, DownloadError
 
 __all__ = ["Client", "DownloadOutcome", "download_file", "open_client", "part_path"]
 
@@ -155,6 +155,8 @@ def _download(
         try:
             with PartFile(part, algorithm, keep) as part_file:
                 with client.slots:
+                    if client.waits.cancel.is_set():  # cancelled while waiting for the slot
+                        raise DownloadCancelledError("interrupted before the transfer began")
                     _fetch_with_retries(url, part_file, client, progress, continuation)
                 actual = part_file.finish()
                 size_bytes, resumed = part_file.size, part_file.resumed
