@@ -66,6 +66,7 @@ class LoopbackServer:
         self.max_in_flight = 0
         """The most requests that were being answered at once."""
         self._lock = threading.Lock()
+        self._arrived = threading.Condition(self._lock)
         self._server = _Server(self)
         # a short poll interval makes shutdown() quick: it waits for the serving loop to notice
         self._thread = threading.Thread(
@@ -87,6 +88,12 @@ class LoopbackServer:
         with self._lock:
             return [request for request in self._requests if path is None or request.path == path]
 
+    def wait_for_requests(self, count: int) -> bool:
+        """Wait until ``count`` requests have been received (at most ``SAFETY_TIMEOUT_S``); tell whether they
+        were."""
+        with self._arrived:
+            return self._arrived.wait_for(lambda: len(self._requests) >= count, SAFETY_TIMEOUT_S)
+
     def sent_bytes(self, path: str) -> int:
         """Return how many body bytes were sent for ``path`` so far."""
         with self._lock:
@@ -104,6 +111,7 @@ class LoopbackServer:
     ) -> tuple[bytes | None, Fault]:
         with self._lock:
             self._requests.append(Request(path, range_header, if_range))
+            self._arrived.notify_all()
             faults = self._faults[path]
             return self._files.get(path), faults.popleft() if faults else Fault()
 

@@ -15,7 +15,7 @@ from emloop_ds import ChecksumError, ConfigError, DownloadableDataset, DownloadE
 from emloop_ds.core.download.fetch import FileResult, fetch_dataset, raise_failures
 from emloop_ds.core.download.state import StateStore
 from tests.archives import tar_gz
-from tests.http_server import SAFETY_TIMEOUT_S, Fault, LoopbackServer
+from tests.http_server import Fault, LoopbackServer
 
 DATA = os.urandom(50_000)
 
@@ -132,21 +132,18 @@ def test_jobs_bound_the_transfers_in_flight(http_server: LoopbackServer, tmp_pat
 def test_next_transfer_starts_while_a_file_is_recorded(
     http_server: LoopbackServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # With one job, recording first.bin waits until second.bin's request is at the server: that happens only
-    # if the transfer slot is given back before the file is flushed and recorded; otherwise the barrier
-    # breaks after the server's safety timeout and first.bin fails.
-    barrier = threading.Barrier(2)
-    first = http_server.add("/first.bin", DATA)
-    second = http_server.add("/second.bin", DATA, Fault(barrier=barrier))
+    # With one job, recording the first file downloaded waits until the other file's request has reached the
+    # server: that happens only if the transfer slot is given back before a file is flushed and recorded;
+    # otherwise the wait times out and the run fails.
+    urls = [http_server.add("/first.bin", DATA), http_server.add("/second.bin", DATA)]
     save = StateStore.save
 
-    def save_after_second_request(store: StateStore, filename: str, *args: Any, **kwargs: Any) -> Any:
-        if filename == "first.bin":
-            barrier.wait(SAFETY_TIMEOUT_S)
-        return save(store, filename, *args, **kwargs)
+    def save_after_both_requests(store: StateStore, *args: Any, **kwargs: Any) -> Any:
+        assert http_server.wait_for_requests(2), "the next transfer did not start while a file was recorded"
+        return save(store, *args, **kwargs)
 
-    monkeypatch.setattr(StateStore, "save", save_after_second_request)
-    results = fetch_dataset(tmp_path, [first, second], jobs=1)
+    monkeypatch.setattr(StateStore, "save", save_after_both_requests)
+    results = fetch_dataset(tmp_path, urls, jobs=1)
     assert [result.status for result in results] == ["downloaded", "downloaded"]
     assert http_server.max_in_flight == 1
 
