@@ -106,9 +106,10 @@ class TqdmProgress:
     """Show tqdm bars; tqdm.auto makes widgets in notebooks.
 
     With more than ``OVERALL_BAR_ABOVE`` files, one overall bar counts files done of the total, with the
-    bytes received and their rate; bars for single files appear only while they are in flight (at most one
-    per job). A file's bar appears only once it has taken ``delay_s`` seconds, so quick files cause no
-    flicker and a run that only finds complete files shows no file bars.
+    bytes received and their rate; bars for single files appear only while their bytes are in flight (at
+    most one per job) and vanish when the last byte has arrived. A file's bar appears only once it has
+    taken ``delay_s`` seconds, so quick files cause no flicker and a run that only finds complete files
+    shows no file bars.
     """
 
     def __init__(
@@ -196,6 +197,10 @@ class TqdmProgress:
             with self._lock:
                 print(line, file=self.stream(), flush=True)
 
+    def has_overall_bar(self) -> bool:
+        """Tell whether the run shows the overall bar (and file bars only for files in flight)."""
+        return self._overall is not None
+
     def is_due(self, started_s: float) -> bool:
         """Tell whether a file started at ``started_s`` has run long enough to deserve a bar."""
         return self._clock() - started_s >= self._delay_s
@@ -229,7 +234,13 @@ class _TqdmFileProgress:
     def advance(self, n_bytes: int) -> None:
         self._done_bytes += n_bytes
         self._parent.count_bytes(n_bytes)
-        if self._bar is not None:
+        # Under the overall bar, a file has a bar only while its bytes are on the wire: flushing, recording
+        # and extracting it happen after its transfer slot is given back, while the next file's bar may
+        # appear, and bars stay at most one per job.
+        is_received = self._total_bytes is not None and self._done_bytes >= self._total_bytes
+        if self._parent.has_overall_bar() and is_received:
+            self.close()
+        elif self._bar is not None:
             self._bar.update(n_bytes)
         elif self._parent.is_due(self._started_s):
             self._bar = self._parent.make_bar(self._name, self._total_bytes, self._done_bytes)
