@@ -64,7 +64,8 @@ class LoopbackServer:
         self._sent: dict[str, int] = defaultdict(int)
         self._in_flight = 0
         self.max_in_flight = 0
-        """The most requests that were being answered at once."""
+        """The most requests that were at the server at once, each counted from its arrival until its answer
+        begins (a client's next request, sent once the answer has arrived, never overlaps it)."""
         self._lock = threading.Lock()
         self._arrived = threading.Condition(self._lock)
         self._server = _Server(self)
@@ -143,19 +144,18 @@ class _Handler(BaseHTTPRequestHandler):
     timeout = SAFETY_TIMEOUT_S  # an idle keep-alive connection cannot hold up the server's shutdown
 
     def do_GET(self) -> None:
-        self.server.owner.count_in_flight(+1)
-        try:
-            self._answer()
-        finally:
-            self.server.owner.count_in_flight(-1)
-
-    def _answer(self) -> None:
         owner = self.server.owner
-        data, fault = owner.next_answer(self.path, self.headers.get("Range"), self.headers.get("If-Range"))
-        if fault.barrier is not None:
-            fault.barrier.wait(SAFETY_TIMEOUT_S)
-        if fault.latency_s:
-            threading.Event().wait(fault.latency_s)
+        owner.count_in_flight(+1)
+        try:
+            data, fault = owner.next_answer(
+                self.path, self.headers.get("Range"), self.headers.get("If-Range")
+            )
+            if fault.barrier is not None:
+                fault.barrier.wait(SAFETY_TIMEOUT_S)
+            if fault.latency_s:
+                threading.Event().wait(fault.latency_s)
+        finally:
+            owner.count_in_flight(-1)  # before the answer, so a client's next request cannot overlap it
         if data is None or fault.status != 200:
             self._send_status(404 if data is None else fault.status, fault.retry_after)
             return
