@@ -11,8 +11,17 @@ from typing import Any
 
 import pytest
 
-from emloop_ds import ChecksumError, ConfigError, DownloadableDataset, DownloadError, NoProgress
-from emloop_ds.core.download.fetch import FileResult, fetch_dataset, raise_failures
+from emloop_ds import (
+    ChecksumError,
+    ConfigError,
+    DownloadableDataset,
+    DownloadCancelledError,
+    DownloadError,
+    NoProgress,
+)
+from emloop_ds.core.download import transfer
+from emloop_ds.core.download.entry import parse_download_entries
+from emloop_ds.core.download.fetch import FileResult, _extract, _Run, fetch_dataset, raise_failures
 from emloop_ds.core.download.state import StateStore
 from tests.archives import tar_gz
 from tests.http_server import Fault, LoopbackServer
@@ -126,6 +135,7 @@ def test_jobs_bound_the_transfers_in_flight(http_server: LoopbackServer, tmp_pat
     urls = [http_server.add(f"/{n}.bin", DATA, fault) for n, fault in enumerate(faults)]
     results = fetch_dataset(tmp_path, urls, jobs=3)
     assert [result.status for result in results] == ["downloaded"] * 12
+    assert not barrier.broken
     assert http_server.max_in_flight == 3  # the run's threads are twice as many (NOTE [transfer slots])
 
 
@@ -146,6 +156,49 @@ def test_next_transfer_starts_while_a_file_is_recorded(
     results = fetch_dataset(tmp_path, urls, jobs=1)
     assert [result.status for result in results] == ["downloaded", "downloaded"]
     assert http_server.max_in_flight == 1
+
+
+def test_part_files_are_opened_only_with_a_transfer_slot(
+    http_server: LoopbackServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The run has two threads for its one job, and every answer is slow: a thread that opened a part file
+    # (and hashed a part to resume) before waiting for the slot would do so during the other's transfer.
+    urls = [http_server.add(f"/{n}.bin", DATA, Fault(latency_s=0.2)) for n in range(3)]
+    in_transfer = [0]
+    seen_at_open: list[int] = []
+    lock = threading.Lock()
+    fetch_with_retries = transfer._fetch_with_retries
+
+    def counted_transfer(*args: Any) -> None:
+        with lock:
+            in_transfer[0] += 1
+        try:
+            fetch_with_retries(*args)
+        finally:
+            with lock:
+                in_transfer[0] -= 1
+
+    class CountedPartFile(transfer.PartFile):
+        def __init__(self, *args: Any) -> None:
+            with lock:
+                seen_at_open.append(in_transfer[0])
+            super().__init__(*args)
+
+    monkeypatch.setattr(transfer, "_fetch_with_retries", counted_transfer)
+    monkeypatch.setattr(transfer, "PartFile", CountedPartFile)
+    results = fetch_dataset(tmp_path, urls, jobs=1)
+    assert [result.status for result in results] == ["downloaded"] * 3
+    assert seen_at_open == [0, 0, 0]  # no other transfer was under way when a part file was opened
+
+
+def test_a_cancelled_run_extracts_nothing_more(tmp_path: Path) -> None:
+    (tmp_path / "set.tar.gz").write_bytes(tar_gz({"set/a.txt": b"alpha"}))
+    [entry] = parse_download_entries(["http://127.0.0.1:9/set.tar.gz"])
+    run = _Run(StateStore(tmp_path), 1, 30.0, False, NoProgress(), None)
+    run.cancel.set()  # as Ctrl-C does while the file waits for a slot to extract
+    with pytest.raises(DownloadCancelledError, match="interrupted before extracting set.tar.gz"):
+        _extract(entry, run)
+    assert not (tmp_path / "set").exists()
 
 
 def test_invalid_settings_are_config_errors(tmp_path: Path) -> None:

@@ -143,24 +143,25 @@ def test_many_files_get_one_overall_bar() -> None:
 def test_under_the_overall_bar_a_file_bar_lasts_only_while_its_bytes_arrive() -> None:
     now = [0.0]
     progress = TqdmProgress(file=io.StringIO(), delay_s=0.5, clock=lambda: now[0])
+    open_bars = progress.tqdm_class()._instances  # tqdm's bars open in this process
+    before = len(open_bars)
     progress.start_run(OVERALL_BAR_ABOVE + 1)
-    bars = progress.tqdm_class()._instances  # tqdm's open bars
     file = progress.open_file("train.tar.gz")
     file.start(3000, 0)
     now[0] = 0.6
     file.advance(1000)
-    assert len(bars) == 2  # the overall bar and the file's
+    assert len(open_bars) == before + 2  # the overall bar and the file's
     file.advance(2000)  # its last byte: flushing and extracting it are not in flight
-    assert len(bars) == 1
+    assert len(open_bars) == before + 1
     file.close()
     late = progress.open_file("late.bin")  # due at once, but complete in one read: it gets no bar
     late.start(10, 0)
     now[0] = 2.0
     late.advance(10)
-    assert len(bars) == 1
+    assert len(open_bars) == before + 1
     late.close()
     progress.end_run()
-    assert len(bars) == 0
+    assert len(open_bars) == before
 
 
 def test_few_files_get_no_overall_bar() -> None:

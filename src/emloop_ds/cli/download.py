@@ -158,7 +158,8 @@ class _PreloadRich:
     def __init__(self, progress: Progress) -> None:
         self._progress = progress
         self._preload = threading.Thread(target=_import_rich, name="emloop-ds-preload", daemon=True)
-        self._started = threading.Lock()
+        self._claimed = threading.Lock()
+        self._started = threading.Event()
 
     def start_run(self, total_files: int) -> None:
         self._progress.start_run(total_files)
@@ -175,12 +176,16 @@ class _PreloadRich:
     @property
     def preload_started(self) -> bool:
         """Whether the import has been started."""
-        return self._started.locked()
+        return self._started.is_set()
 
     def start_preload(self) -> None:
-        """Start the import, once."""
-        if self._started.acquire(blocking=False):
-            self._preload.start()
+        """Start the import, once; without a thread to spare, rendering imports rich itself."""
+        if self._claimed.acquire(blocking=False):
+            try:
+                self._preload.start()
+            except RuntimeError:  # "can't start new thread"
+                return
+            self._started.set()
 
     def join(self) -> None:
         """Wait for the import, if it was started."""

@@ -128,9 +128,11 @@ def fetch_dataset(
     progress: Progress | None = None,
     retry: RetryPolicy | None = None,
 ) -> list[FileResult]:
-    """Download, verify and extract every entry of ``download_urls`` into ``data_root``, ``jobs`` at a time.
+    """Download, verify and extract every entry of ``download_urls`` into ``data_root``.
 
-    A file that fails is reported in its result rather than raised, so that the others finish.
+    At most ``jobs`` transfers run at once, and at most ``jobs`` files are hashed or extracted at once;
+    each file is flushed and recorded while the next one is on the wire (NOTE [transfer slots]). A file
+    that fails is reported in its result rather than raised, so that the others finish.
 
     Raises:
         ConfigError: if an entry, ``jobs`` or ``timeout_s`` is invalid (before anything is fetched).
@@ -311,6 +313,8 @@ def _extract(entry: DownloadEntry, run: _Run, only: list[str] | None = None) -> 
     if max_bytes is None:
         max_bytes = default_max_extract_bytes(archive.stat().st_size)
     with run.local_slots:
+        if run.cancel.is_set():  # cancelled while waiting for the slot
+            raise DownloadCancelledError(f"interrupted before extracting {entry.filename}")
         return extract_archive(archive, data_root, max_bytes=max_bytes, only=only)
 
 

@@ -72,7 +72,8 @@ BUCKETS = 256
 # whole cost, whereas the 256 bucket files are made once per data root. Threads of one process share a
 # bucket's lock: the first takes it, the others join it, and the last to leave releases it; they never
 # work on the same file (a run's filenames are unique), so only other processes are kept out. Another
-# process waits for the bucket, that is for at most a few files in flight, then finds its file complete.
+# process waits for the bucket, that is for the few files of it in the works (a file holds its bucket from
+# before it waits for a transfer slot until it is recorded), then finds its file complete.
 # No thread holds two buckets, so buckets cannot deadlock.
 
 

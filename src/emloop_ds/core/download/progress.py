@@ -106,9 +106,10 @@ class TqdmProgress:
     """Show tqdm bars; tqdm.auto makes widgets in notebooks.
 
     With more than ``OVERALL_BAR_ABOVE`` files, one overall bar counts files done of the total, with the
-    bytes received and their rate; bars for single files appear only while their bytes are in flight (at
-    most one per job) and vanish when the last byte has arrived. A file's bar appears only once it has
-    taken ``delay_s`` seconds, so quick files cause no flicker and a run that only finds complete files
+    bytes received and their rate; bars for single files appear only while their bytes are in flight and
+    vanish when the last byte has arrived, so there is at most one per job (a file whose size the server
+    did not send keeps its bar until it is done). A file's bar appears only once it has taken ``delay_s``
+    seconds, so quick files cause no flicker and a run that only finds complete files
     shows no file bars.
     """
 

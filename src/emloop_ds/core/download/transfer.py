@@ -16,6 +16,7 @@ that the server holds now:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from dataclasses import dataclass
@@ -86,11 +87,11 @@ def open_client(
     return Client(open_session(jobs, waits), waits, timeout_s, threading.Semaphore(jobs))
 
 
-# NOTE [transfer slots]: a file holds one of the client's ``jobs`` slots only while its bytes are on the
-# wire (its requests, retries included). Flushing it to disk, renaming it and recording it happen after the
-# slot is given back, so a run with more threads than slots (``fetch.py``) starts the next transfer while
-# the last one is being flushed: with 8 jobs of 1 MB files at 100 ms latency, each wave of requests
-# otherwise waited ~30 ms for the fsyncs of the one before.
+# NOTE [transfer slots]: a file holds one of the client's ``jobs`` slots from opening its part file until
+# its last byte has arrived (its requests, retries included). Flushing it to disk, renaming it and
+# recording it happen after the slot is given back, so a run with more threads than slots (``fetch.py``)
+# starts the next transfer while the last one is being flushed: with 8 jobs of 1 MB files at 100 ms
+# latency, each wave of requests otherwise waited ~30 ms for the fsyncs of the one before.
 
 
 def download_file(
@@ -153,10 +154,11 @@ def _download(
     algorithm = checksum.algorithm if checksum is not None else DEFAULT_ALGORITHM
     while True:
         try:
-            with PartFile(part, algorithm, keep) as part_file:
-                with client.slots:
+            with contextlib.ExitStack() as open_part:
+                with client.slots:  # opening the part (and hashing what it holds) is bounded by them too
                     if client.waits.cancel.is_set():  # cancelled while waiting for the slot
                         raise DownloadCancelledError("interrupted before the transfer began")
+                    part_file = open_part.enter_context(PartFile(part, algorithm, keep))
                     _fetch_with_retries(url, part_file, client, progress, continuation)
                 actual = part_file.finish()
                 size_bytes, resumed = part_file.size, part_file.resumed
