@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import threading
 from pathlib import Path
@@ -159,7 +160,6 @@ class _PreloadRich:
         self._progress = progress
         self._preload = threading.Thread(target=_import_rich, name="emloop-ds-preload", daemon=True)
         self._claimed = threading.Lock()
-        self._started = threading.Event()
 
     def start_run(self, total_files: int) -> None:
         self._progress.start_run(total_files)
@@ -176,16 +176,13 @@ class _PreloadRich:
     @property
     def preload_started(self) -> bool:
         """Whether the import has been started."""
-        return self._started.is_set()
+        return self._preload.ident is not None  # set once the thread runs
 
     def start_preload(self) -> None:
         """Start the import, once; without a thread to spare, rendering imports rich itself."""
         if self._claimed.acquire(blocking=False):
-            try:
+            with contextlib.suppress(RuntimeError):  # "can't start new thread"
                 self._preload.start()
-            except RuntimeError:  # "can't start new thread"
-                return
-            self._started.set()
 
     def join(self) -> None:
         """Wait for the import, if it was started."""
