@@ -17,6 +17,7 @@ from emloop_ds.core.errors import (
 )
 from emloop_ds.core.factory import create_dataset
 from emloop_ds.core.schema import DatasetInfo, SourceInfo, StreamInfo, inspect_dataset
+from emloop_ds.core.stream.ranks import ranks_from_env
 from emloop_ds.core.stream.shard import Shard
 from emloop_ds.core.stream.wrapper import StreamWrapper
 from emloop_ds.core.types import Batch, Stream
@@ -48,4 +49,5 @@ __all__ = [
     "create_dataset",
     "inspect_dataset",
     "load_config",
+    "ranks_from_env",
 ]

@@ -22,15 +22,20 @@ class Shard:
         def train_stream(self, shard=Shard(0, 1)):
             for start in shard.select(range(0, len(self._labels), self._batch_size)):
                 yield self._batch(start)
+
+    ``start`` is the number of this shard's batches of the pass already delivered, for a stream resumed
+    mid-pass: ``select`` leaves them out, so a stream that picks its batches through it resumes without
+    making the skipped ones.
     """
 
     index: int
     count: int
     epoch: int = 0
+    start: int = 0
 
     def __post_init__(self) -> None:
         """Reject a shard outside ``0 <= index < count`` or a negative epoch."""
-        for name in ("index", "count", "epoch"):
+        for name in ("index", "count", "epoch", "start"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool):
                 raise TypeError(f"Shard {name} must be an int, not {type(value).__name__}")
@@ -38,15 +43,17 @@ class Shard:
             raise ValueError(f"Shard(index={self.index}, count={self.count}) needs 0 <= index < count")
         if self.epoch < 0:
             raise ValueError(f"Shard epoch must be 0 or more, not {self.epoch}")
+        if self.start < 0:
+            raise ValueError(f"Shard start must be 0 or more, not {self.start}")
 
     def select(self, sequence: Sequence[_Item]) -> Sequence[_Item]:
-        """Return this shard's part of ``sequence``: ``sequence[index::count]``."""
-        return sequence[self.index :: self.count]
+        """Return the batches still to deliver: ``sequence[index + start * count :: count]``."""
+        return sequence[self.index + self.start * self.count :: self.count]
 
     def seed(self, base: int) -> int:
         """Return a seed distinct for each (base, index, epoch), the same in every process and run.
 
-        Use it for randomness of this shard alone, such as augmentation.
+        Use it for randomness of this shard alone, such as augmentation. ``start`` does not change it.
         """
         return _derive_seed(base, self.index, self.epoch)
 
