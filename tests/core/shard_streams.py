@@ -98,3 +98,9 @@ def exiting(shard: Shard = Shard(0, 1)) -> Iterator[dict[str, Any]]:
     """Yield one batch, then end the worker process abruptly with status 3, as a crash would."""
     yield {"shard": [shard.index]}
     os._exit(3)
+
+
+def selected(shard: Shard = Shard(0, 1), length: int = 10) -> Iterator[dict[str, Any]]:
+    """Yield batch ``i`` for each ``i`` of ``shard.select(range(length))``, naming the pass."""
+    for number in shard.select(range(length)):
+        yield {"number": [number], "epoch": [shard.epoch]}

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 from emloop_ds.core.stream.shard import Shard
 from emloop_ds.core.types import Batch
 
-__all__ = ["ShardEnd", "ShardEngine", "ShardFailure", "ShardItem", "StreamSpec"]
+__all__ = ["ShardEnd", "ShardEngine", "ShardFailure", "ShardItem", "StreamSpec", "rank_shard"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +86,8 @@ class StreamSpec:
     and calls its ``method`` with ``shard=``; otherwise it calls the picklable ``function``.
     ``search_paths`` are put ahead on ``sys.path`` first (the config's folder and the working folder, as
     ``create_dataset`` does); ``module_file`` is the dataset module's file, for engines that ship it (Dask).
+    With ``world_size > 1`` the reader is rank ``rank`` of a data-parallel job, and its engine's shard ``i``
+    of ``N`` is the job's shard ``i * world_size + rank`` of ``N * world_size`` (NOTE [rank shards]).
     """
 
     description: str
@@ -96,13 +98,30 @@ class StreamSpec:
     module_file: str | None = None
     search_paths: tuple[str, ...] = ()
     function: Callable[..., Iterable[Batch]] | None = None
+    rank: int = 0
+    world_size: int = 1
 
     def open(self, shard: Shard) -> Iterator[Batch]:
         """Return an iterator over ``shard``'s batches, building the dataset on first use in this process."""
+        shard = rank_shard(shard, self.rank, self.world_size)
         if self.function is not None:
             return iter(self.function(shard=shard))
         dataset: Any = _dataset_for(self)
         return iter(getattr(dataset, str(self.method))(shard=shard))
+
+
+# NOTE [rank shards]
+# A data-parallel job of W ranks, each reading its stream with N workers, splits the stream into N * W
+# shards: worker i of rank r reads shard i * W + r. With ordered=True, the round-robin merge of a rank's
+# workers then yields exactly the job's global batches r, r + W, r + 2W, ... in order, whatever N is,
+# because shard.select interleaves them that way. In-process (N = 1) a rank reads Shard(r, W).
+
+
+def rank_shard(shard: Shard, rank: int, world_size: int) -> Shard:
+    """Return the job-wide shard that an engine's ``shard`` is for rank ``rank`` (NOTE [rank shards])."""
+    if world_size == 1:
+        return shard
+    return Shard(shard.index * world_size + rank, shard.count * world_size, shard.epoch, shard.start)
 
 
 _DATASETS: dict[tuple[str | None, str | None, str | None], Any] = {}

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 
 from emloop_ds.core.errors import StreamError
+from emloop_ds.core.stream.shard import Shard
 from emloop_ds.core.types import Batch
 
 __all__ = ["EpochCutter"]
@@ -22,20 +23,46 @@ class EpochCutter:
     every epoch has exactly ``epoch_size`` batches, continuing over restarts of the stream.
     """
 
-    __slots__ = ("_batch_count", "_description", "_epoch_size", "_is_stream_fresh", "_stream", "_stream_fn")
+    __slots__ = (
+        "_batch_count",
+        "_description",
+        "_epoch_size",
+        "_is_stream_fresh",
+        "_pass",
+        "_ranks",
+        "_stream",
+        "_stream_fn",
+    )
 
-    def __init__(self, stream_fn: Callable[[], Iterable[Batch]], epoch_size: int, description: str) -> None:
+    def __init__(
+        self,
+        stream_fn: Callable[..., Iterable[Batch]],
+        epoch_size: int,
+        description: str,
+        *,
+        ranks: tuple[int, int] | None = None,
+    ) -> None:
+        """Read ``stream_fn()`` each pass; with ``ranks=(rank, world_size)``, ``stream_fn(shard=...)``.
+
+        The shard of pass ``p`` (numbered from 0) is ``Shard(rank, world_size, p)``.
+        """
         self._stream_fn = stream_fn
         self._epoch_size = epoch_size
         self._description = description
+        self._ranks = ranks
         self._batch_count = 0
+        self._pass = -1
         self._stream: Iterator[Batch] | None = None
         self._is_stream_fresh = False
 
     def get_stream(self) -> Iterator[Batch]:
         """Possibly create and return raw dataset stream iterator."""
         if self._stream is None:
-            stream = self._stream_fn()
+            self._pass += 1
+            if self._ranks is None:
+                stream = self._stream_fn()
+            else:
+                stream = self._stream_fn(shard=Shard(self._ranks[0], self._ranks[1], self._pass))
             try:
                 self._stream = iter(stream)
             except TypeError as exc:

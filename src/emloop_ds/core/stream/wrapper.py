@@ -37,6 +37,8 @@ _KEYWORD_PARAMETERS = frozenset(
         "engine",
         "scheduler",
         "scheduler_timeout_s",
+        "rank",
+        "world_size",
     }
 )
 _ENGINES = ("processes", "dask")
@@ -75,6 +77,8 @@ class StreamWrapper:
         engine: Literal["processes", "dask"] = "processes",
         scheduler: str | Any | None = None,
         scheduler_timeout_s: float = 10.0,
+        rank: int = 0,
+        world_size: int = 1,
     ) -> None: ...
 
     @overload
@@ -94,6 +98,8 @@ class StreamWrapper:
         engine: Literal["processes", "dask"] = "processes",
         scheduler: str | Any | None = None,
         scheduler_timeout_s: float = 10.0,
+        rank: int = 0,
+        world_size: int = 1,
     ) -> None: ...
 
     def __init__(self, stream_fn: Callable[[], Iterable[Batch]], *args: Any, **kwargs: Any) -> None:
@@ -120,12 +126,18 @@ class StreamWrapper:
                 ``distributed.Client``; None uses Dask's configured scheduler (``DASK_SCHEDULER_ADDRESS``)
                 or else starts a LocalCluster of ``workers`` processes on 127.0.0.1, closed with the wrapper.
             scheduler_timeout_s: with ``engine="dask"``, how long to wait for the scheduler and its workers.
+            rank: this reader's rank in a data-parallel job of ``world_size`` readers (see
+                ``emloop_ds.ranks_from_env``). With ``world_size > 1`` the stream must be shardable: in
+                this process it reads ``stream_fn(shard=Shard(rank, world_size, pass))``, and with workers
+                worker ``i`` reads ``Shard(i * world_size + rank, workers * world_size)`` (NOTE [rank
+                shards], engine.py), so the ranks read disjoint parts that together cover the stream.
+            world_size: the number of readers in the data-parallel job; 1 (the default) is no job.
 
         Raises:
             TypeError: if the arguments are malformed.
-            ValueError: if ``workers`` is negative.
-            ConfigError: if ``workers > 0`` and the stream is not shardable or cannot reach the workers, or
-                if ``engine="dask"`` and Dask is not installed.
+            ValueError: if ``workers`` is negative, or ``rank`` is outside ``0 <= rank < world_size``.
+            ConfigError: if ``workers > 0`` or ``world_size > 1`` and the stream is not shardable, if it
+                cannot reach the workers, or if ``engine="dask"`` and Dask is not installed.
         """
         options = _bind_arguments(args, kwargs)
         _check_arguments(stream_fn, options)
@@ -138,7 +150,8 @@ class StreamWrapper:
         description = self._describe()
         # Where the batches come from (source.py): the reader's thread, a producer thread ahead of it, or
         # worker processes (worker_source.py, imported only when used).
-        self._epochs = EpochCutter(stream_fn, options.get("epoch_size", -1), description)
+        ranks = _check_ranks(stream_fn, options, description)
+        self._epochs = EpochCutter(stream_fn, options.get("epoch_size", -1), description, ranks=ranks)
         self._buffer: ThreadBuffer | None = None
         self._source: BatchSource = self._epochs
         self._workers: WorkerSource | None = None
@@ -278,8 +291,15 @@ def _worker_source(
     stream_fn: Callable[..., Iterable[Batch]], options: dict[str, Any], description: str
 ) -> WorkerSource:
     """Check the stream for workers and return the source that will run it on them."""
+    import dataclasses
+
     from emloop_ds.core.stream.worker_source import DEFAULT_BUFFER_SIZE, WorkerSource, stream_spec
 
+    spec = dataclasses.replace(
+        stream_spec(stream_fn, description),
+        rank=options.get("rank", 0),
+        world_size=options.get("world_size", 1),
+    )
     buffer_size = options.get("buffer_size", 0)
     start_engine = None
     if options.get("engine") == "dask":
@@ -287,13 +307,47 @@ def _worker_source(
 
         start_engine = dask_engine_starter(options.get("scheduler"), options.get("scheduler_timeout_s", 10.0))
     return WorkerSource(
-        stream_spec(stream_fn, description),
+        spec,
         options["workers"],
         ordered=options.get("ordered", True),
         buffer_size=buffer_size if buffer_size > 0 else DEFAULT_BUFFER_SIZE,
         epoch_size=options.get("epoch_size", -1),
         start_engine=start_engine,
     )
+
+
+def _check_ranks(
+    stream_fn: Callable[..., Iterable[Batch]], options: dict[str, Any], description: str
+) -> tuple[int, int] | None:
+    """Return ``(rank, world_size)`` for an in-process reader of a data-parallel job, None outside one.
+
+    Raises:
+        ConfigError: if ``world_size > 1`` and the stream is not shardable.
+    """
+    rank, world_size = options.get("rank", 0), options.get("world_size", 1)
+    if world_size == 1:
+        return None
+    from emloop_ds.core.stream.shard import is_shardable
+
+    if not is_shardable(stream_fn):
+        from emloop_ds.core.errors import ConfigError
+
+        raise ConfigError(
+            f"{description} is not shardable, so the {world_size} ranks cannot split it: give it a `shard` "
+            "parameter that defaults to the whole stream, e.g. `def train_stream(self, shard=Shard(0, 1))`, "
+            "and yield only `shard.select(...)` of its batches; or use world_size=1"
+        )
+    if options.get("epoch_size", -1) <= 0:
+        import logging
+
+        logging.getLogger("emloop_ds").warning(
+            "%s is split over %d ranks by passes, so the ranks' batch counts per epoch may differ by one, "
+            "and a rank with one batch more waits forever in an all-reduce; pass epoch_size=N so that every "
+            "rank's epoch has N batches",
+            description,
+            world_size,
+        )
+    return rank, world_size
 
 
 def _bind_arguments(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -349,6 +403,14 @@ def _check_arguments(stream_fn: object, options: dict[str, Any]) -> None:
     if workers < 0:
         raise ValueError(f"StreamWrapper() workers must be 0 (read in this process) or more, not {workers}")
     _check_engine_arguments(options)
+    rank, world_size = options.get("rank", 0), options.get("world_size", 1)
+    for key, value in (("rank", rank), ("world_size", world_size)):
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise TypeError(f"StreamWrapper() {key} must be an int, not {type(value).__name__}")
+    if not 0 <= rank < world_size:
+        raise ValueError(
+            f"StreamWrapper() needs 0 <= rank < world_size, not rank={rank}, world_size={world_size}"
+        )
     if options.get("eager", False) and options.get("buffer_size", 0) < 1 and workers == 0:
         raise TypeError("StreamWrapper() eager=True needs a buffer: pass buffer_size of 1 or more")
 
