@@ -114,6 +114,10 @@ class ThreadBuffer:
         self._thread: threading.Thread | None = None
         self._stop_event: threading.Event | None = None
         self._gate = BufferingGate(self)
+        # What the reader was handed, for a resume state (NOTE [resume position], wrapper.py).
+        self._delivered = 0
+        self._epoch_start = 0
+        self._epochs_ended = 0
 
     @property
     def allow_buffering(self) -> BufferingGate:
@@ -157,16 +161,32 @@ class ThreadBuffer:
                     item = self._buffer.popleft()
                     self._ready.notify()
             if is_inline:
-                return self._make_item_inline()
+                item = self._make_item_inline()
         except KeyboardInterrupt:
             if is_inline:  # interrupted before _make_item_inline took over the mark
                 with self._ready:
                     self._is_item_in_progress = False
                     self._ready.notify()
             raise
+        if item is None:
+            self._end_epoch()
+            return None
         if type(item) is _ProducerFailure:
             self._raise_failure(item)
-        return cast("Batch | None", item)
+        self._delivered += 1
+        return cast("Batch", item)
+
+    def position(self) -> tuple[int, int, int]:
+        """Return the epoch ends handed out, the batches handed out, and those when the last epoch ended."""
+        return self._epochs_ended, self._delivered, self._epoch_start
+
+    def resume_epoch(self, batch: int) -> None:
+        """Count the current epoch from its batch ``batch``, for a resumed stream."""
+        self._epoch_start = -batch
+
+    def _end_epoch(self) -> None:
+        self._epoch_start = self._delivered
+        self._epochs_ended += 1
 
     def _may_make_item_inline(self) -> bool:
         """Return, holding ``_ready`` over an empty buffer, whether the reader makes the item itself."""
@@ -215,11 +235,15 @@ class ThreadBuffer:
             item = self._buffer.popleft()
             if type(item) is _ProducerFailure:
                 self._raise_failure(item)
-            return cast("Batch | None", item)
-        self._is_paused = True  # if the read fails, a later `with` must not start a producer
-        item = self._produce()
-        self._is_paused = item is None  # NOTE [buffer epochs]
-        return item
+        else:
+            self._is_paused = True  # if the read fails, a later `with` must not start a producer
+            item = self._produce()
+            self._is_paused = item is None  # NOTE [buffer epochs]
+        if item is None:
+            self._end_epoch()
+        else:
+            self._delivered += 1
+        return cast("Batch | None", item)
 
     def _raise_failure(self, failure: _ProducerFailure) -> NoReturn:
         """Raise a producer's failure as ``StreamProducerError`` caused by the original exception."""

@@ -19,6 +19,7 @@ from emloop_ds.core.types import Batch
 
 if TYPE_CHECKING:
     from emloop_ds.core.stream.engine import ShardEngine
+    from emloop_ds.core.stream.resume_state import ResumeState
     from emloop_ds.core.stream.worker_source import WorkerSource
 
 __all__ = ["Profile", "StreamWrapper"]
@@ -162,6 +163,75 @@ class StreamWrapper:
             self._buffer = ThreadBuffer(self._epochs.next_batch, self._buffer_size, is_eager, description)
             self._source = self._buffer
         self._read = self._source.next_batch  # bound once: __next__ is the per-batch path
+        self._options = options
+        self._resumed_epoch = 0  # the epoch where a resume began
+
+    def state_dict(self) -> dict[str, Any]:
+        """Return where the reader is, as a small JSON-serialisable dict: positions only, no batches.
+
+        It can be taken between any two batches. ``load_state_dict`` on a new wrapper made with the same
+        stream and parameters continues with exactly the batches this one would deliver next (NOTE
+        [resume position], resume_state.py).
+
+        Raises:
+            StreamError: with workers, whose positions cannot be saved yet.
+        """
+        return self._state().to_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from ``state``, a dict from ``state_dict()``; call it before the first read.
+
+        Raises:
+            ConfigError: if ``state`` is not a state, or is from another stream, config, ``epoch_size``,
+                ``workers`` count, ``ordered`` setting, rank or world size (the message names the field).
+            StreamError: if this wrapper was read already, or has workers.
+        """
+        from emloop_ds.core.errors import StreamError
+        from emloop_ds.core.stream.resume_state import ResumeState
+
+        saved = ResumeState.from_dict(state)
+        current = self._state()
+        saved.check_matches(current)
+        if current.epoch or current.batch or current.pass_number or current.pass_batch:
+            raise StreamError(
+                f"{self._describe()} was read already, so it cannot resume; call load_state_dict on a new "
+                "wrapper before its first read"
+            )
+        self._epochs.resume(saved.pass_number, saved.pass_batch, saved.batch)
+        if self._buffer is not None:
+            self._buffer.resume_epoch(saved.batch)
+        self._resumed_epoch = saved.epoch
+
+    def _state(self) -> ResumeState:
+        from emloop_ds.core.errors import StreamError
+        from emloop_ds.core.stream.resume_state import STATE_VERSION, ResumeState, stream_identity
+
+        if self._workers is not None:
+            raise StreamError(
+                f"{self._describe()} runs on worker processes, whose resume is not built yet; "
+                "save states with workers=0"
+            )
+        source: EpochCutter | ThreadBuffer = self._buffer or self._epochs
+        epochs_ended, delivered, epoch_start = source.position()
+        epoch, batch = self._resumed_epoch + epochs_ended, delivered - epoch_start
+        epoch_size = self._options.get("epoch_size", -1)
+        pass_number, pass_batch = self._epochs.pass_position(delivered)
+        if 0 < epoch_size <= batch:  # the epoch's last batch is out: its end is the next epoch's start
+            epoch, batch = epoch + 1, 0
+        return ResumeState(
+            version=STATE_VERSION,
+            stream=self._name or "",
+            fingerprint=stream_identity(self._stream_fn),
+            epoch_size=max(epoch_size, 0),
+            workers=self._options.get("workers", 0),
+            ordered=self._options.get("ordered", True),
+            rank=self._options.get("rank", 0),
+            world_size=self._options.get("world_size", 1),
+            epoch=epoch,
+            batch=batch,
+            pass_number=pass_number,
+            pass_batch=pass_batch,
+        )
 
     @property
     def name(self) -> str | None:

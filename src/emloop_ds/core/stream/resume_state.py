@@ -1,0 +1,105 @@
+"""Describe where a ``StreamWrapper`` is, as a small JSON-serialisable dict, and check one before resuming.
+
+NOTE [resume position]
+A state holds positions only: the epoch and the batches of it delivered, and the pass of the stream and
+the batches of that pass delivered, plus what identifies the stream and how it is read. Delivered means
+handed to the reader: batches that a buffer prepared but did not hand out are made again after a resume,
+not lost. A state taken right after the last batch of a fixed-size epoch names the next epoch's start.
+A shardable stream resumes in O(1), called with ``Shard(..., start=batches of the pass delivered)``;
+any other stream makes and drops those batches (``EpochCutter._skip``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from emloop_ds.core.errors import ConfigError
+
+__all__ = ["STATE_VERSION", "ResumeState", "stream_identity"]
+
+STATE_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class ResumeState:
+    """Name a wrapper's position and what must match for a new wrapper to continue from it."""
+
+    version: int
+    stream: str
+    fingerprint: str
+    epoch_size: int
+    workers: int
+    ordered: bool
+    rank: int
+    world_size: int
+    epoch: int
+    batch: int
+    pass_number: int
+    pass_batch: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the state as a plain dict of str, int and bool values."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, state: object) -> ResumeState:
+        """Return the state held by ``state``, a dict made by ``to_dict``.
+
+        Raises:
+            ConfigError: if it has other keys, or values of other types, or negative positions.
+        """
+        if not isinstance(state, Mapping):
+            raise ConfigError(f"a stream state must be a dict from state_dict(), not {type(state).__name__}")
+        expected = {field.name: field.type for field in fields(cls)}
+        if set(state) != set(expected):
+            missing, extra = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+            raise ConfigError(
+                f"this is not a stream state from state_dict(): missing keys {missing}, unknown keys "
+                f"{extra}; pass a state saved from StreamWrapper.state_dict()"
+            )
+        for name, kind in expected.items():
+            value = state[name]
+            wanted = {"int": int, "str": str, "bool": bool}[str(kind)]
+            if not isinstance(value, wanted) or (wanted is int and isinstance(value, bool)):
+                raise ConfigError(
+                    f"stream state key {name!r} must be {kind}, not {type(value).__name__} ({value!r}); "
+                    "pass a state saved from StreamWrapper.state_dict()"
+                )
+            if isinstance(value, int) and name != "epoch_size" and value < 0:
+                raise ConfigError(f"stream state key {name!r} must be 0 or more, not {value}")
+        return cls(**dict(state))
+
+    def check_matches(self, expected: ResumeState) -> None:
+        """Refuse this state for a wrapper whose own state at the start is ``expected``.
+
+        Raises:
+            ConfigError: naming the first field that differs.
+        """
+        if self.version != STATE_VERSION:
+            raise ConfigError(
+                f"stream state has version {self.version}; this emloop-ds reads version {STATE_VERSION}"
+            )
+        for name in ("stream", "fingerprint", "epoch_size", "workers", "ordered", "rank", "world_size"):
+            saved, current = getattr(self, name), getattr(expected, name)
+            if saved != current:
+                raise ConfigError(
+                    f"stream state is for {name} {saved!r}, but this wrapper has {name} {current!r}; "
+                    "resume with the same stream, config and parameters as the run that saved it"
+                )
+
+
+def stream_identity(stream_fn: Callable[..., Any]) -> str:
+    """Return a short fingerprint of ``stream_fn``: its dataset's class, config and method, or its name."""
+    dataset = getattr(stream_fn, "__self__", None)
+    method = getattr(stream_fn, "__name__", None)
+    config = getattr(dataset, "_config_str", None)
+    if dataset is not None and isinstance(config, str):
+        kind = type(dataset)
+        text = f"{kind.__module__}.{kind.__qualname__}\n{method}\n{config}"
+    else:
+        target = getattr(stream_fn, "func", stream_fn)  # a functools.partial names its function
+        text = f"{getattr(target, '__module__', '')}.{getattr(target, '__qualname__', type(target).__name__)}"
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
