@@ -108,7 +108,7 @@ def test_a_select_stream_resumes_without_making_the_skipped_batches():
 
     first = StreamWrapper(huge)
     state = first.state_dict()
-    state.update(batch=900_000, pass_batch=900_000)
+    state.update(batch=900_000, shard_batches=[900_000])
     second = StreamWrapper(huge)
     second.load_state_dict(state)
     assert next(second)["number"] == [900_000]
@@ -173,7 +173,9 @@ def test_a_state_of_another_stream_function_is_refused():
         (lambda s: s.update(extra=1), "unknown keys \\['extra'\\]"),
         (lambda s: s.update(batch="3"), "'batch' must be int, not str"),
         (lambda s: s.update(ordered=1), "'ordered' must be bool"),
-        (lambda s: s.update(pass_batch=-2), "'pass_batch' must be 0 or more"),
+        (lambda s: s.update(shard_batches=[-2]), "'shard_batches' must be 0 or more"),
+        (lambda s: s.update(shard_batches=[1, 2]), "2 shard positions for 1 shards"),
+        (lambda s: s.update(shard_running=[1]), "'shard_running' must be list\\[bool\\]"),
     ],
 )
 def test_a_hand_edited_state_is_refused(edit, phrase):

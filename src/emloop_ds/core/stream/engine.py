@@ -55,8 +55,10 @@ class ShardEngine(Protocol):
         """Return the number of shards, N."""
         ...
 
-    def start_pass(self, shard: int, epoch: int) -> None:
-        """Restart ``shard``'s stream as ``stream_fn(shard=Shard(shard, N, epoch))`` with no credit.
+    def start_pass(self, shard: int, epoch: int, start: int = 0) -> None:
+        """Restart ``shard``'s stream as ``stream_fn(shard=Shard(shard, N, epoch, start))`` with no credit.
+
+        ``start`` is the number of the shard's batches of this pass already delivered, for a resume.
 
         Called only once every item of the shard's previous pass has been received.
         """

@@ -14,6 +14,11 @@ NOTE [shard merge]
   follows the round-robin plan: the shard at turn ``j`` of the ``r`` batches left gets its share of them.
   Credit is topped up as soon as a batch is received, before the reader works on it, and again whenever
   the plan grows (a new epoch or pass, a shard that ended).
+- Resume (NOTE [resume position], resume_state.py): ``position`` says, per shard, the batches of the pass
+  delivered and whether it still runs, and whose turn it is; ``resume`` starts the next pass from there,
+  each running shard at ``Shard(..., start=its delivered count)``, ended shards not at all. Batches that
+  were granted but not delivered are made again. A resumed pass that yields nothing more ends no epoch:
+  the reader had already had its last batch.
 - A failure reaches the reader in stream order as ``StreamProducerError`` from the original exception;
   the failed shard counts as ended for this pass and the others go on.
 """
@@ -55,6 +60,41 @@ class ShardMerge:
         self._turn = 0
         self._epoch_batches = 0
         self._is_topped_up = False
+        self._delivered = [0] * self._count  # batches of the current pass handed to the reader, per shard
+        self._epochs_ended = 0
+        self._resume_from: tuple[list[int], list[bool], int] | None = None
+        self._is_resumed_pass = False
+
+    def position(self) -> tuple[int, int, int, list[int], list[bool], int]:
+        """Return epoch ends, batches of the epoch, the pass, per-shard delivered and running, the turn."""
+        if self._resume_from is not None:  # resumed, not started yet
+            delivered, running, turn = self._resume_from
+            return self._epochs_ended, self._epoch_batches, self._pass + 1, delivered, running, turn
+        if self._needs_pass:  # between passes: the next one starts afresh
+            return (
+                self._epochs_ended,
+                self._epoch_batches,
+                self._pass + 1,
+                [0] * self._count,
+                [True] * self._count,
+                0,
+            )
+        return (
+            self._epochs_ended,
+            self._epoch_batches,
+            self._pass,
+            list(self._delivered),
+            list(self._is_running),
+            self._turn,
+        )
+
+    def resume(
+        self, pass_number: int, epoch_batches: int, delivered: list[int], running: list[bool], turn: int
+    ) -> None:
+        """Start at pass ``pass_number`` with each shard's ``delivered`` batches of it left out."""
+        self._pass = pass_number - 1
+        self._epoch_batches = epoch_batches
+        self._resume_from = (list(delivered), list(running), turn)
 
     @property
     def pass_number(self) -> int:
@@ -75,6 +115,7 @@ class ShardMerge:
         """
         if 0 < self._epoch_size <= self._epoch_batches:
             self._epoch_batches = 0
+            self._epochs_ended += 1
             self._is_topped_up = False
             return None
         while True:
@@ -102,6 +143,7 @@ class ShardMerge:
             else:
                 self._is_pass_fresh = False
                 self._epoch_batches += 1
+                self._delivered[index] += 1
                 self._turn = self._next_running(index)
                 self._grant()  # now, not at the next call: the shard works while the reader does
                 return item
@@ -112,16 +154,26 @@ class ShardMerge:
         self._is_topped_up = False
         self._is_pass_fresh = True
         self._turn = 0
+        starts, running = [0] * self._count, [True] * self._count
+        self._is_resumed_pass = self._resume_from is not None
+        if self._resume_from is not None:
+            starts, running, self._turn = self._resume_from
+            self._resume_from = None
         for shard in range(self._count):
-            self._engine.start_pass(shard, self._pass)
-            self._is_running[shard] = True
+            self._delivered[shard] = starts[shard]
+            self._is_running[shard] = running[shard]
             self._in_flight[shard] = 0
+            if running[shard]:
+                self._engine.start_pass(shard, self._pass, starts[shard])
 
     def _end_pass(self) -> bool:
         """Note that every shard ended; return whether that also ends the epoch."""
         self._needs_pass = True
+        if self._is_pass_fresh and self._is_resumed_pass:
+            return False  # resumed right at the pass end: NOTE [shard merge]
         if self._epoch_size <= 0:
             self._epoch_batches = 0
+            self._epochs_ended += 1
             return True
         if self._is_pass_fresh:
             raise StreamError(

@@ -87,14 +87,14 @@ class ProcessEngine:
         """Return the process id of each shard's current worker."""
         return [worker.pid for worker in self._workers]
 
-    def start_pass(self, shard: int, epoch: int) -> None:
-        """Restart ``shard``'s stream for pass ``epoch``, first replacing its worker if it was lost."""
+    def start_pass(self, shard: int, epoch: int, start: int = 0) -> None:
+        """Restart ``shard``'s stream for pass ``epoch`` at ``start``, first replacing a lost worker."""
         self._check_open()
         worker = self._workers[shard]
         if worker.is_lost or not worker.process.is_alive():
             _stop_workers([worker])
             worker = self._workers[shard] = self._start_worker(shard)
-        self._send(worker, (START, epoch))
+        self._send(worker, (START, epoch, start))
 
     def grant(self, shard: int, count: int) -> None:
         """Allow ``shard`` ``count`` more batches, handing back the slots the reader has let go."""

@@ -1,12 +1,15 @@
 """Describe where a ``StreamWrapper`` is, as a small JSON-serialisable dict, and check one before resuming.
 
 NOTE [resume position]
-A state holds positions only: the epoch and the batches of it delivered, and the pass of the stream and
-the batches of that pass delivered, plus what identifies the stream and how it is read. Delivered means
-handed to the reader: batches that a buffer prepared but did not hand out are made again after a resume,
-not lost. A state taken right after the last batch of a fixed-size epoch names the next epoch's start.
-A shardable stream resumes in O(1), called with ``Shard(..., start=batches of the pass delivered)``;
-any other stream makes and drops those batches (``EpochCutter._skip``).
+A state holds positions only: the epoch and the batches of it delivered, the pass of the stream, and per
+shard (one in this process, one per worker otherwise) the batches of that pass delivered and whether it
+still runs, with whose turn it is in an ordered merge; plus what identifies the stream and how it is
+read. Delivered means handed to the reader: batches that a buffer or a worker prepared but did not hand
+out are made again after a resume, not lost. A state taken right after the last batch of a fixed-size
+epoch names the next epoch's start; one taken right after a pass's last batch resumes with the next pass
+rather than an empty epoch. A shardable stream resumes in O(1), called with
+``Shard(..., start=batches of the pass delivered)``; any other stream makes and drops those batches
+(``EpochCutter._skip``); worker shards are shardable by construction.
 """
 
 from __future__ import annotations
@@ -38,7 +41,9 @@ class ResumeState:
     epoch: int
     batch: int
     pass_number: int
-    pass_batch: int
+    shard_batches: list[int]
+    shard_running: list[bool]
+    turn: int
 
     def to_dict(self) -> dict[str, Any]:
         """Return the state as a plain dict of str, int and bool values."""
@@ -62,14 +67,22 @@ class ResumeState:
             )
         for name, kind in expected.items():
             value = state[name]
-            wanted = {"int": int, "str": str, "bool": bool}[str(kind)]
-            if not isinstance(value, wanted) or (wanted is int and isinstance(value, bool)):
+            is_list = str(kind).startswith("list[")
+            wanted = _TYPES[str(kind).removeprefix("list[").removesuffix("]")]
+            items = value if is_list and isinstance(value, list) else [value]
+            if (is_list and not isinstance(value, list)) or not all(_is_a(item, wanted) for item in items):
                 raise ConfigError(
                     f"stream state key {name!r} must be {kind}, not {type(value).__name__} ({value!r}); "
                     "pass a state saved from StreamWrapper.state_dict()"
                 )
-            if isinstance(value, int) and name != "epoch_size" and value < 0:
+            if wanted is int and name != "epoch_size" and any(item < 0 for item in items):
                 raise ConfigError(f"stream state key {name!r} must be 0 or more, not {value}")
+        shards = max(int(state["workers"]), 1)
+        if len(state["shard_batches"]) != shards or len(state["shard_running"]) != shards:
+            raise ConfigError(
+                f"stream state has {len(state['shard_batches'])} shard positions for {shards} shards; "
+                "pass a state saved from StreamWrapper.state_dict()"
+            )
         return cls(**dict(state))
 
     def check_matches(self, expected: ResumeState) -> None:
@@ -89,6 +102,13 @@ class ResumeState:
                     f"stream state is for {name} {saved!r}, but this wrapper has {name} {current!r}; "
                     "resume with the same stream, config and parameters as the run that saved it"
                 )
+
+
+_TYPES: dict[str, type] = {"int": int, "str": str, "bool": bool}
+
+
+def _is_a(value: object, wanted: type) -> bool:
+    return isinstance(value, wanted) and (wanted is not int or not isinstance(value, bool))
 
 
 def stream_identity(stream_fn: Callable[..., Any]) -> str:

@@ -1,7 +1,7 @@
 """Run one shard of a stream inside a worker process: the loop that answers the reader's messages.
 
 NOTE [worker messages]
-Reader to worker: ``(START, epoch)`` restarts the shard's stream for that pass with no credit;
+Reader to worker: ``(START, epoch, start)`` restarts the shard's stream for that pass with no credit;
 ``(GRANT, count, released_slot_ids)`` adds credit (NOTE [shard credits], engine.py) and hands slots back
 (NOTE [slot transport], transport.py); ``(CLOSE,)`` ends the worker, as does the socket's end of file.
 Worker to reader, in stream order: ``(SLOT, slot_id, nbytes)`` immediately followed by the segment's file
@@ -90,6 +90,7 @@ class _ShardLoop:
         self._count = count
         self._writer = SlotWriter()
         self._epoch = 0
+        self._start = 0
         self._stream: Iterator[Any] | None = None
         self._is_active = False
         self._credit = 0
@@ -115,7 +116,7 @@ class _ShardLoop:
             self._writer.release(message[2])
         elif kind == START:
             self._close_stream()
-            self._epoch, self._is_active, self._credit = message[1], True, 0
+            self._epoch, self._start, self._is_active, self._credit = message[1], message[2], True, 0
         elif kind == CLOSE:
             return False
         else:
@@ -129,7 +130,7 @@ class _ShardLoop:
             if self._stream is None:
                 if self._spec is None:
                     self._spec = pickle.loads(self._pickled_spec)
-                self._stream = self._spec.open(Shard(self._index, self._count, self._epoch))
+                self._stream = self._spec.open(Shard(self._index, self._count, self._epoch, self._start))
             encoded = self._writer.encode(next(self._stream))
         except StopIteration:
             self._end_pass()

@@ -13,6 +13,7 @@ import pickle
 import sys
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING
 
 from emloop_ds.core.dataset import AbstractDataset
 from emloop_ds.core.errors import ConfigError, StreamNotEnteredError
@@ -20,6 +21,9 @@ from emloop_ds.core.stream.engine import ShardEngine, StreamSpec
 from emloop_ds.core.stream.merge import ShardMerge
 from emloop_ds.core.stream.shard import is_shardable
 from emloop_ds.core.types import Batch
+
+if TYPE_CHECKING:
+    from emloop_ds.core.stream.resume_state import ResumeState
 
 __all__ = ["WorkerSource", "stream_spec"]
 
@@ -102,6 +106,7 @@ class WorkerSource:
         self._start_engine = start_engine
         self._engine: ShardEngine | None = None
         self._merge: ShardMerge | None = None
+        self._resume_from: ResumeState | None = None
 
     @property
     def engine(self) -> ShardEngine | None:
@@ -120,6 +125,24 @@ class WorkerSource:
                 epoch_size=self._epoch_size,
                 description=self._spec.description,
             )
+            if self._resume_from is not None:
+                saved, self._resume_from = self._resume_from, None
+                self._merge.resume(
+                    saved.pass_number, saved.batch, saved.shard_batches, saved.shard_running, saved.turn
+                )
+
+    def resume(self, state: ResumeState) -> None:
+        """Continue from ``state`` once the workers start (NOTE [shard merge], merge.py)."""
+        self._resume_from = state
+
+    def position(self) -> tuple[int, int, int, list[int], list[bool], int]:
+        """Return the merge's position (``ShardMerge.position``), or the one to resume from."""
+        if self._merge is not None:
+            return self._merge.position()
+        if self._resume_from is not None:
+            saved = self._resume_from
+            return 0, saved.batch, saved.pass_number, saved.shard_batches, saved.shard_running, saved.turn
+        return 0, 0, 0, [0] * self._workers, [True] * self._workers, 0
 
     def stop(self) -> None:
         """Pause: grant the workers nothing more (NOTE [shard credits]) until the reader asks again."""

@@ -173,8 +173,6 @@ class StreamWrapper:
         stream and parameters continues with exactly the batches this one would deliver next (NOTE
         [resume position], resume_state.py).
 
-        Raises:
-            StreamError: with workers, whose positions cannot be saved yet.
         """
         return self._state().to_dict()
 
@@ -184,7 +182,7 @@ class StreamWrapper:
         Raises:
             ConfigError: if ``state`` is not a state, or is from another stream, config, ``epoch_size``,
                 ``workers`` count, ``ordered`` setting, rank or world size (the message names the field).
-            StreamError: if this wrapper was read already, or has workers.
+            StreamError: if this wrapper was read already.
         """
         from emloop_ds.core.errors import StreamError
         from emloop_ds.core.stream.resume_state import ResumeState
@@ -192,30 +190,32 @@ class StreamWrapper:
         saved = ResumeState.from_dict(state)
         current = self._state()
         saved.check_matches(current)
-        if current.epoch or current.batch or current.pass_number or current.pass_batch:
+        if current.epoch or current.batch or current.pass_number or any(current.shard_batches):
             raise StreamError(
                 f"{self._describe()} was read already, so it cannot resume; call load_state_dict on a new "
                 "wrapper before its first read"
             )
-        self._epochs.resume(saved.pass_number, saved.pass_batch, saved.batch)
+        if self._workers is not None:
+            self._workers.resume(saved)
+        else:
+            self._epochs.resume(saved.pass_number, saved.shard_batches[0], saved.batch)
         if self._buffer is not None:
             self._buffer.resume_epoch(saved.batch)
         self._resumed_epoch = saved.epoch
 
     def _state(self) -> ResumeState:
-        from emloop_ds.core.errors import StreamError
         from emloop_ds.core.stream.resume_state import STATE_VERSION, ResumeState, stream_identity
 
-        if self._workers is not None:
-            raise StreamError(
-                f"{self._describe()} runs on worker processes, whose resume is not built yet; "
-                "save states with workers=0"
-            )
-        source: EpochCutter | ThreadBuffer = self._buffer or self._epochs
-        epochs_ended, delivered, epoch_start = source.position()
-        epoch, batch = self._resumed_epoch + epochs_ended, delivered - epoch_start
         epoch_size = self._options.get("epoch_size", -1)
-        pass_number, pass_batch = self._epochs.pass_position(delivered)
+        if self._workers is not None:
+            epochs_ended, batch, pass_number, shard_batches, shard_running, turn = self._workers.position()
+        else:
+            source: EpochCutter | ThreadBuffer = self._buffer or self._epochs
+            epochs_ended, delivered, epoch_start = source.position()
+            batch = delivered - epoch_start
+            pass_number, pass_batch = self._epochs.pass_position(delivered)
+            shard_batches, shard_running, turn = [pass_batch], [True], 0
+        epoch = self._resumed_epoch + epochs_ended
         if 0 < epoch_size <= batch:  # the epoch's last batch is out: its end is the next epoch's start
             epoch, batch = epoch + 1, 0
         return ResumeState(
@@ -230,7 +230,9 @@ class StreamWrapper:
             epoch=epoch,
             batch=batch,
             pass_number=pass_number,
-            pass_batch=pass_batch,
+            shard_batches=shard_batches,
+            shard_running=shard_running,
+            turn=turn,
         )
 
     @property

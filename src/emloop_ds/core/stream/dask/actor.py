@@ -71,8 +71,10 @@ class ShardActor:
         self._position = 0
         self._is_done = True
 
-    def produce(self, generation: int, epoch: int, count: int) -> Chunk:
+    def produce(self, generation: int, epoch: int, count: int, start: int = 0) -> Chunk:
         """Make up to ``count`` batches of pass ``generation``, starting that pass if it is new.
+
+        A new pass opens the shard at ``start``: that many of its batches were delivered before a resume.
 
         Never raises for the dataset's sake: its exception becomes the chunk's outcome.
         """
@@ -87,7 +89,7 @@ class ShardActor:
         outcome: str | RemoteFailure | None = None
         try:
             if self._stream is None:
-                self._stream = self._spec.open(Shard(self._index, self._count, epoch))
+                self._stream = self._spec.open(Shard(self._index, self._count, epoch, start))
             for _ in range(count):
                 batches.append(next(self._stream))
         except StopIteration:

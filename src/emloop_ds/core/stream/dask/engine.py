@@ -54,6 +54,7 @@ class _ShardState:
     incarnation: int = 0
     generation: int = 0
     epoch: int = 0
+    start: int = 0
     credit: int = 0
     in_flight: int = 0
     expected: int = 0
@@ -122,13 +123,13 @@ class DaskEngine:
         """Return the scheduler's address, or ``local`` for the LocalCluster this engine started."""
         return self._label
 
-    def start_pass(self, shard: int, epoch: int) -> None:
-        """Restart ``shard`` for pass ``epoch`` with no credit, on a new actor if its worker was lost."""
+    def start_pass(self, shard: int, epoch: int, start: int = 0) -> None:
+        """Restart ``shard`` for pass ``epoch`` at ``start`` with no credit, on a new actor if lost."""
         state = self._shards[shard]
         if state.is_lost:
             self._place_actors([shard])
         state.generation += 1
-        state.epoch, state.credit, state.expected, state.is_done = epoch, 0, 0, False
+        state.epoch, state.start, state.credit, state.expected, state.is_done = epoch, start, 0, 0, False
         state.early.clear()
 
     def grant(self, shard: int, count: int) -> None:
@@ -175,7 +176,7 @@ class DaskEngine:
         state.in_flight += 1
         client = self._client()
         # The actor was made under `client.as_current()`, so its calls go through this client.
-        call = state.actor.produce(state.generation, state.epoch, count)
+        call = state.actor.produce(state.generation, state.epoch, count, state.start)
         results, incarnation = self._results, state.incarnation
 
         async def forward() -> None:
