@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import random
 import signal
@@ -165,3 +166,23 @@ def test_runs_killed_at_random_points_of_two_thousand_files_lose_and_refetch_not
         if path[1:] in recorded:
             assert len(http_server.requests(path)) == recorded[path[1:]], path  # never fetched again
     assert recorded  # the kills came after some files were recorded
+
+
+def test_two_processes_fetching_one_set_of_files_fetch_each_once_and_keep_whole_journals(
+    http_server: LoopbackServer, tmp_path: Path
+) -> None:
+    files = {f"/f{n:03d}.bin": n.to_bytes(2, "big") * 512 for n in range(400)}
+    config = _config(tmp_path, "".join(f"    - {http_server.add(p, d)}\n" for p, d in files.items()))
+    command = [EMLOOP, "dataset", "download", "--jobs", "4", str(config)]
+    processes = [subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for _ in "ab"]
+    errors = [process.communicate(timeout=60)[1] for process in processes]
+    assert [process.returncode for process in processes] == [0, 0], errors
+    for path, data in files.items():
+        assert (tmp_path / "data" / path[1:]).read_bytes() == data
+        assert len(http_server.requests(path)) == 1, path
+    state = tmp_path / "data" / ".emloop-ds"
+    lines = [line for journal in (state / "journal").iterdir() for line in journal.read_bytes().splitlines()]
+    names = [json.loads(line)["name"] for line in lines]  # every line whole, never two interleaved
+    if (state / "records.json").exists():  # the second process started after the first had ended
+        names += json.loads((state / "records.json").read_bytes())["records"]
+    assert sorted(names) == sorted(p[1:] for p in files)
