@@ -1,15 +1,16 @@
-"""Record which files of a dataset are complete: one small JSON record per file, so a run makes no request
-for them and checking one file never reads the records of the others.
+"""Record which files of a dataset are complete, so a run makes no request for them.
 
-The record of ``<filename>`` is ``<data_root>/.emloop-ds/files/<filename>.json``. It holds the URL the file
-came from, its size, modification time and checksum, whether it was extracted, and what the extraction put
-in ``data_root`` (path, size and sha256 of each file). A record vouches for a file as long as the file keeps
-that size and modification time and the config asks for no other checksum: checking costs one read of a
-small file and one ``stat``. A file is known by its name, not its URL, so adding or reordering mirrors
-downloads nothing again. Records are written atomically and durably (NOTE [durable rename]).
+A record holds the URL a file came from, its size, modification time and checksum, whether it was
+extracted, and what the extraction put in ``data_root`` (path, size and sha256 of each file). Records live
+in journals read by union (NOTE [record journal] in ``journal.py``); a record is written only after its
+file is durably in place (NOTE [durable rename]). A record vouches for a file as long as the file keeps
+that size and modification time and the config asks for no other checksum: checking costs a dictionary
+look-up and one ``stat``. A file is known by its name, not its URL, so adding or reordering mirrors
+downloads nothing again.
 
-The first version kept every record in one ``manifest.json``, rewritten for every file; it is split into
-per-file records once, by the first run that finds it.
+Earlier forms are migrated once: the first version's single ``manifest.json``, and the second version's
+per-file records ``<data_root>/.emloop-ds/files/<filename>.json`` (read until the next compaction folds
+them into the snapshot).
 """
 
 from __future__ import annotations
