@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -13,6 +15,7 @@ from pathlib import Path
 from typing import IO
 
 from emloop_ds.core.download.checksum import CHUNK_BYTES
+from emloop_ds.core.download.state import StateStore
 from tests.archives import tar_gz
 from tests.http_server import Fault, LoopbackServer
 
@@ -128,3 +131,58 @@ def test_two_processes_downloading_at_once_both_succeed(http_server: LoopbackSer
     assert (tmp_path / "data" / "set" / "a.bin").read_bytes() == content
     assert len(http_server.requests("/set.tar.gz")) == 1
     assert len(http_server.requests("/labels.bin")) == 1
+
+
+def test_runs_killed_at_random_points_of_two_thousand_files_lose_and_refetch_nothing_recorded(
+    http_server: LoopbackServer, tmp_path: Path
+) -> None:
+    files = {f"/f{n:04d}.bin": n.to_bytes(2, "big") * 2048 for n in range(2000)}
+    entries = "".join(f"    - {http_server.add(path, data)}\n" for path, data in files.items())
+    config = _config(tmp_path, entries)
+    data_root = tmp_path / "data"
+    recorded: dict[str, int] = {}  # a recorded file -> its requests when it was first seen recorded
+    for kill_after in sorted(random.Random(17).sample(range(50, 1900), 3)):
+        process = subprocess.Popen(
+            [EMLOOP, "dataset", "download", "--jobs", "8", str(config)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            _wait_until(lambda n=kill_after: len(http_server.requests()) >= n, f"{kill_after} requests")
+        finally:
+            process.send_signal(signal.SIGKILL)
+            process.wait(DEADLINE_S)
+        store = StateStore(data_root)
+        for name in store.recorded_filenames():
+            record = store.find(name, None)
+            assert record is not None  # every recorded file is complete as recorded
+            assert (data_root / name).read_bytes() == files[f"/{name}"]
+            recorded.setdefault(name, len(http_server.requests(f"/{name}")))
+    subprocess.run(
+        [EMLOOP, "dataset", "download", "--jobs", "8", str(config)], check=True, capture_output=True
+    )
+    for path, data in files.items():
+        assert (data_root / path[1:]).read_bytes() == data
+        if path[1:] in recorded:
+            assert len(http_server.requests(path)) == recorded[path[1:]], path  # never fetched again
+    assert recorded  # the kills came after some files were recorded
+
+
+def test_two_processes_fetching_one_set_of_files_fetch_each_once_and_keep_whole_journals(
+    http_server: LoopbackServer, tmp_path: Path
+) -> None:
+    files = {f"/f{n:03d}.bin": n.to_bytes(2, "big") * 512 for n in range(400)}
+    config = _config(tmp_path, "".join(f"    - {http_server.add(p, d)}\n" for p, d in files.items()))
+    command = [EMLOOP, "dataset", "download", "--jobs", "4", str(config)]
+    processes = [subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for _ in "ab"]
+    errors = [process.communicate(timeout=60)[1] for process in processes]
+    assert [process.returncode for process in processes] == [0, 0], errors
+    for path, data in files.items():
+        assert (tmp_path / "data" / path[1:]).read_bytes() == data
+        assert len(http_server.requests(path)) == 1, path
+    state = tmp_path / "data" / ".emloop-ds"
+    lines = [line for journal in (state / "journal").iterdir() for line in journal.read_bytes().splitlines()]
+    names = [json.loads(line)["name"] for line in lines]  # every line whole, never two interleaved
+    if (state / "records.json").exists():  # the second process started after the first had ended
+        names += json.loads((state / "records.json").read_bytes())["records"]
+    assert sorted(names) == sorted(p[1:] for p in files)

@@ -95,10 +95,11 @@ def test_interrupted_extraction_is_redone_without_a_request(
 ) -> None:
     url = http_server.add("/set.tar.gz", tar_gz({"set/a.txt": b"alpha"}))
     fetch_dataset(tmp_path, [url])
-    record = tmp_path / ".emloop-ds" / "files" / "set.tar.gz.json"
-    data = json.loads(record.read_text())
-    data["extracted"] = False  # as if killed between download and extraction
-    record.write_text(json.dumps(data))
+    store = StateStore(tmp_path)
+    record = store.read("set.tar.gz")
+    assert record is not None
+    store.save("set.tar.gz", url, record.checksum, extracted=False)  # as if killed before extraction
+    store.journal.close()
     [result] = fetch_dataset(tmp_path, [url])
     assert result.status == "extracted"
     assert len(http_server.requests()) == 1
@@ -253,7 +254,8 @@ def test_two_thousand_files_then_a_no_op_rerun(http_server: LoopbackServer, tmp_
     assert {result.status for result in first} == {"downloaded"}
     assert len(http_server.requests()) == 2000
     assert (tmp_path / "f1999.bin").read_bytes() == files["/f1999.bin"]
-    assert len(list((tmp_path / ".emloop-ds" / "files").iterdir())) == 2000  # one record per file
+    assert len(StateStore(tmp_path).recorded_filenames()) == 2000
+    assert len(list((tmp_path / ".emloop-ds" / "journal").iterdir())) == 1  # one journal for the run
 
     second = fetch_dataset(tmp_path, urls, jobs=8)
     assert {result.status for result in second} == {"already complete"}
@@ -323,7 +325,9 @@ def test_first_version_manifest_is_migrated_once(http_server: LoopbackServer, tm
     assert result.status == "already complete"
     assert http_server.requests() == []
     assert not (state / "manifest.json").exists()
-    assert json.loads((state / "files" / "data.bin.json").read_text())["checksum"]["digest"] == digest
+    migrated = StateStore(tmp_path).read("data.bin")
+    assert migrated is not None
+    assert migrated.checksum.digest == digest
 
 
 def test_failed_extraction_leaves_no_staging_folder(http_server: LoopbackServer, tmp_path: Path) -> None:

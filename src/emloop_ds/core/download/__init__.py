@@ -6,8 +6,9 @@ load none of the download machinery.
 
 Modules: ``fetch`` (a dataset's entries, in parallel), ``check`` (``--check``), ``entry`` (the config's
 entries), ``transfer`` (one URL), ``response`` and ``session`` (HTTP through requests), ``part`` (the
-part file), ``retry`` (the backoff rule), ``state`` (per-file records), ``durable`` (flushed renames),
-``lock`` (filelock), ``progress``, ``parallel``, ``checksum``, ``extract`` and ``archive_member``.
+part file), ``retry`` (the backoff rule), ``state`` (per-file records), ``journal`` (their
+group-committed journals), ``durable`` (flushed renames), ``lock`` (filelock), ``progress``,
+``parallel``, ``checksum``, ``extract`` and ``archive_member``.
 """
 
 from __future__ import annotations

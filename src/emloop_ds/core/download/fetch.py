@@ -96,10 +96,11 @@ class _Run:
     def close(self) -> None:
         if self._client is not None:
             self._client.close()
+        self.store.journal.close()
 
 
 def open_data_root(data_root: str | Path) -> StateStore:
-    """Create ``data_root`` if needed and return its state, migrating a first-version manifest once.
+    """Create ``data_root`` if needed and return its state, migrated and compacted.
 
     Raises:
         DownloadError: if ``data_root`` cannot be created or the manifest cannot be migrated.
@@ -112,9 +113,10 @@ def open_data_root(data_root: str | Path) -> StateStore:
             f"cannot create data_root {root}: {exc.strerror or exc}; check data_root in the config"
         ) from exc
     store = StateStore(root)
-    if store.has_manifest():
-        with hold_lock(store.state_dir / "locks" / "migrate.lock"):
+    with hold_lock(store.state_dir / "locks" / "migrate.lock"):
+        if store.has_manifest():
             store.migrate_manifest()
+        store.compact()  # NOTE [record journal]: once per run, so journals do not grow across runs
     return store
 
 
@@ -144,6 +146,15 @@ def fetch_dataset(
     store = open_data_root(data_root)
     progress = progress or NoProgress()
     run = _Run(store, jobs, timeout_s, force, progress, retry)
+    try:
+        return _fetch_all(entries, run)
+    finally:
+        run.close()
+
+
+def _fetch_all(entries: Sequence[DownloadEntry], run: _Run) -> list[FileResult]:
+    """Fetch what ``entries`` still need; the caller closes ``run``."""
+    store, progress, force, jobs = run.store, run.progress, run.force, run.jobs
     progress.start_run(len(entries))
     results: list[FileResult | None] = [None] * len(entries)
     todo = []
@@ -156,10 +167,7 @@ def fetch_dataset(
             progress.finish_file(entry.filename, complete.status)
     if todo:
         _remove_first_version_parts(store.data_root)
-    try:
-        done = run_parallel(lambda index: _fetch_entry(entries[index], run), todo, 2 * jobs, run.cancel)
-    finally:
-        run.close()
+    done = run_parallel(lambda index: _fetch_entry(entries[index], run), todo, 2 * jobs, run.cancel)
     for index, result in zip(todo, done, strict=True):
         results[index] = result
     progress.end_run()

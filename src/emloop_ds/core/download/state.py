@@ -1,15 +1,16 @@
-"""Record which files of a dataset are complete: one small JSON record per file, so a run makes no request
-for them and checking one file never reads the records of the others.
+"""Record which files of a dataset are complete, so a run makes no request for them.
 
-The record of ``<filename>`` is ``<data_root>/.emloop-ds/files/<filename>.json``. It holds the URL the file
-came from, its size, modification time and checksum, whether it was extracted, and what the extraction put
-in ``data_root`` (path, size and sha256 of each file). A record vouches for a file as long as the file keeps
-that size and modification time and the config asks for no other checksum: checking costs one read of a
-small file and one ``stat``. A file is known by its name, not its URL, so adding or reordering mirrors
-downloads nothing again. Records are written atomically and durably (NOTE [durable rename]).
+A record holds the URL a file came from, its size, modification time and checksum, whether it was
+extracted, and what the extraction put in ``data_root`` (path, size and sha256 of each file). Records live
+in journals read by union (NOTE [record journal] in ``journal.py``); a record is written only after its
+file is durably in place (NOTE [durable rename]). A record vouches for a file as long as the file keeps
+that size and modification time and the config asks for no other checksum: checking costs a dictionary
+look-up and one ``stat``. A file is known by its name, not its URL, so adding or reordering mirrors
+downloads nothing again.
 
-The first version kept every record in one ``manifest.json``, rewritten for every file; it is split into
-per-file records once, by the first run that finds it.
+Earlier forms are migrated once: the first version's single ``manifest.json``, and the second version's
+per-file records ``<data_root>/.emloop-ds/files/<filename>.json`` (read until the next compaction folds
+them into the snapshot).
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from emloop_ds.core.download.checksum import Checksum
-from emloop_ds.core.download.durable import fsync_folder, write_json_atomically
+from emloop_ds.core.download.durable import fsync_folder
 from emloop_ds.core.download.extracted_record import ExtractedFile
+from emloop_ds.core.download.journal import Journal
 from emloop_ds.core.errors import DownloadError
 
 __all__ = ["STATE_DIR", "FileRecord", "StateStore"]
@@ -56,11 +58,14 @@ class StateStore:
         self.data_root = data_root
         self.state_dir = data_root / STATE_DIR
         self.records_dir = self.state_dir / "files"
-        self._has_records_dir = False
+        self.journal = Journal(self.state_dir)
 
     def read(self, filename: str) -> FileRecord | None:
         """Return the record of ``filename``, or ``None`` if there is none or it cannot be read."""
-        try:
+        raw = self.journal.get(filename)
+        if raw is not None:
+            return _record(raw) if raw.get("version") == _VERSION else None
+        try:  # a record of the per-file form (NOTE [record journal] replaced it); compaction migrates it
             with open(os.path.join(self.records_dir, f"{filename}.json"), "rb") as file:
                 raw = json.loads(file.read())  # bytes: json detects UTF-8, skipping the text layer
         except (OSError, ValueError):
@@ -94,16 +99,13 @@ class StateStore:
         Raises:
             DownloadError: if the record cannot be written.
         """
-        path = self.records_dir / f"{filename}.json"
+        path = self.journal.folder
         try:
             status = os.stat(self.data_root / filename)
             record = FileRecord(
                 url, status.st_size, status.st_mtime_ns, checksum, extracted, tuple(extracted_files)
             )
-            if not self._has_records_dir:
-                self.records_dir.mkdir(parents=True, exist_ok=True)
-                self._has_records_dir = True
-            write_json_atomically(path, _raw(record))
+            self.journal.append(filename, _raw(record))
         except OSError as exc:
             raise DownloadError(
                 f"cannot record {filename} in {path}: {exc.strerror or exc}; "
@@ -114,10 +116,39 @@ class StateStore:
     def recorded_filenames(self) -> list[str]:
         """Return the names of all files with a record, sorted."""
         try:
-            names = os.listdir(self.records_dir)
+            names = {name[: -len(".json")] for name in os.listdir(self.records_dir) if name.endswith(".json")}
         except OSError:
-            return []
-        return sorted(name[: -len(".json")] for name in names if name.endswith(".json"))
+            names = set()
+        return sorted(names.union(self.journal.names()))
+
+    def compact(self) -> None:
+        """Fold finished journals and per-file records into the snapshot; the caller holds the state lock.
+
+        Raises:
+            DownloadError: if the snapshot cannot be written (journals and records are then kept).
+        """
+        try:
+            self.journal.compact(self._per_file_records(), self.records_dir)
+        except OSError as exc:
+            raise DownloadError(
+                f"cannot compact the records in {self.state_dir}: {exc.strerror or exc}; "
+                "check the permissions of data_root and the free disk space"
+            ) from exc
+
+    def _per_file_records(self) -> dict[str, dict[str, Any]]:
+        try:
+            names = [name for name in os.listdir(self.records_dir) if name.endswith(".json")]
+        except OSError:
+            return {}
+        records = {}
+        for name in names:
+            try:
+                raw = json.loads((self.records_dir / name).read_bytes())
+            except (OSError, ValueError):
+                continue
+            if isinstance(raw, dict):
+                records[name[: -len(".json")]] = raw
+        return records
 
     def migrate_manifest(self) -> None:
         """Split a first-version ``manifest.json`` into per-file records, once; then delete it.
@@ -138,9 +169,8 @@ class StateStore:
         for filename, raw in files.items() if isinstance(files, dict) else ():
             record = _record({**raw, "extracted_files": []}) if isinstance(raw, dict) else None
             if record is not None and self.read(filename) is None:
-                self.records_dir.mkdir(parents=True, exist_ok=True)
                 try:
-                    write_json_atomically(self.records_dir / f"{filename}.json", _raw(record))
+                    self.journal.append(filename, _raw(record))
                 except OSError as exc:
                     raise DownloadError(
                         f"cannot migrate {manifest} into per-file records: {exc.strerror or exc}; "
