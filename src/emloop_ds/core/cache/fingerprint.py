@@ -75,8 +75,8 @@ def dataset_fingerprint(dataset: AbstractDataset) -> str:
     """Return the sha256 hex over a dataset's class, its config's dataset section, its module source and
     the format version."""
     cls = type(dataset)
-    config = decode_yaml(getattr(dataset, "_config_str", "") or "") or {}
-    section = config.get("dataset", config) if isinstance(config, dict) else config
+    # the config string is the dataset section's arguments (with output_dir), as the factory encodes it
+    section = decode_yaml(getattr(dataset, "_config_str", "") or "") or {}
     canonical = json.dumps(section, sort_keys=True, default=str, separators=(",", ":"))
     digest = hashlib.sha256()
     for part in (cls.__module__, cls.__qualname__, canonical, module_source_sha256(cls.__module__)):
