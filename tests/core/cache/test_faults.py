@@ -189,7 +189,7 @@ def test_disk_guard_stops_an_endless_stream_before_the_reserve(tmp_path: Path) -
             yield {"x": np.zeros((10, 1000), np.float64)}  # 80 kB
 
     writer = CacheWriter(tmp_path / "cache", fingerprint="f", description="", chunk_rows=30, disk_usage=usage)
-    with pytest.raises(CacheError, match=r"stopped after 18 batches.*less than 0.00 GB free") as caught:
+    with pytest.raises(CacheError, match=r"stopped after \d+ batches.*less than 0.00 GB free") as caught:
         _write_all(writer, endless())
     assert not isinstance(caught.value, CacheWriteError)
     assert list(tmp_path.iterdir()) == []

@@ -295,12 +295,9 @@ class CacheReader:
             shape = source.chunks[0].shape[1:] if source.chunks else ()
             out = np.empty((len(rows), *shape), dtype=source.dtype)
             for chunk, low, high in touched:
-                np.take(
-                    source.chunks[chunk],
-                    rows[low:high] - self._chunk_starts[chunk],
-                    axis=0,
-                    out=out[low:high],
-                )
+                local = rows[low:high] - self._chunk_starts[chunk]
+                # mode="clip": the rows are valid, and "raise" would buffer the output
+                np.take(source.chunks[chunk], local, axis=0, out=out[low:high], mode="clip")
             return _container(source, out)
         arrays = []
         for chunk, low, high in touched:

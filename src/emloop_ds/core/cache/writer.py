@@ -6,8 +6,10 @@ import contextlib
 import errno
 import hashlib
 import os
+import queue
 import secrets
 import shutil
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -28,6 +30,7 @@ CHUNK_ROWS = 65536
 """... and at most this many examples."""
 
 _NUMERIC_KINDS = "biuf"
+_QUEUED = 2
 
 
 class CacheWriteError(CacheError):
@@ -74,6 +77,10 @@ class _HashingFile:
 
     def seekable(self) -> bool:
         return False
+
+    def flush_to_disk(self) -> None:
+        self._file.flush()
+        os.fdatasync(self._file.fileno())
 
     def fsync_close(self) -> None:
         if not self.closed:
@@ -133,6 +140,16 @@ class CacheWriter:
         self._done = False
         self._sink: _HashingFile | None = None
         self._arrow_writer: Any = None
+        # NOTE [writer thread]: chunks are encoded, written, hashed and fdatasync'ed by one thread, so that
+        # the file system and sha256 (both free of the GIL) overlap a GIL-bound stream. The consumer hands it
+        # whole chunks through a queue of at most _QUEUED; the thread's first error is kept in _error and
+        # raised by the next append or seal; after an error or an abort the thread only drains the queue.
+        self._jobs: queue.Queue[list[tuple[SourceLayout, list[Any], list[Any]]] | None] = queue.Queue(_QUEUED)
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self._cancelled = False
+        self._queued_bytes = 0
+        self._flushed_bytes = 0
         _remove_stale_temporaries(self.path)
         self._temp = self.path.parent / f".{self.path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
         try:
@@ -221,6 +238,8 @@ class CacheWriter:
             raise ValueError("seal of a cache writer that is sealed or aborted")
         try:
             self._flush()
+            self._stop_thread()
+            self._raise_thread_error()
             if self._arrow_writer is None:  # an empty stream: an Arrow file with no record batch
                 self._open_file()
             self._arrow_writer.close()
@@ -270,6 +289,8 @@ class CacheWriter:
         if self._done and not self._temp.exists():
             return
         self._done = True
+        self._cancelled = True
+        self._stop_thread()
         if self._sink is not None:
             with contextlib.suppress(Exception):
                 self._sink.close()
@@ -281,7 +302,8 @@ class CacheWriter:
         except OSError as exc:
             raise _write_error(exc, self._temp) from exc
         reserve = min_free_bytes(total)
-        if free - self._pending_bytes - added < reserve:
+        unwritten = self._pending_bytes + self._queued_bytes - self._flushed_bytes
+        if free - unwritten - added < reserve:
             self.abort()
             raise CacheError(
                 f"the cache at {self.path} stopped after {self.batches} batches: writing on would leave less "
@@ -299,27 +321,65 @@ class CacheWriter:
         )
 
     def _flush(self) -> None:
+        """Hand the pending examples to the writer thread as one chunk (NOTE [writer thread])."""
+        self._raise_thread_error()
         if self._pending_rows == 0 and not any(column.pending for column in self._columns or ()):
             return
-        import pyarrow as pa
-
-        try:
-            if self._arrow_writer is None:
+        if self._arrow_writer is None:
+            try:
                 self._open_file()
-            arrays: list[Any] = []
-            for column in self._columns or []:
-                arrays.extend(_arrow_arrays(column))
-                column.pending.clear()
-                column.pending_shapes.clear()
-            record_batch = pa.RecordBatch.from_arrays(arrays, schema=_schema(self._columns or []))
-            self._arrow_writer.write_batch(record_batch)
-        except OSError as exc:
-            self.abort()
-            raise _write_error(exc, self._temp) from exc
+            except OSError as exc:
+                self.abort()
+                raise _write_error(exc, self._temp) from exc
+            self._thread = threading.Thread(target=self._drain, name="emloop-ds-cache-writer", daemon=True)
+            self._thread.start()
+        job = []
+        for column in self._columns or []:
+            job.append((column.layout, column.pending, column.pending_shapes))
+            column.pending = []
+            column.pending_shapes = []
+        self._jobs.put(job)
         self._chunk_lengths.append(self._pending_rows)
+        self._queued_bytes += self._pending_bytes
         self._written += self._pending_bytes
         self._pending_rows = 0
         self._pending_bytes = 0
+
+    def _drain(self) -> None:
+        """Write the queued chunks until the end marker (the writer thread's loop)."""
+        import pyarrow as pa
+
+        schema = _schema(self._columns or [])
+        while (job := self._jobs.get()) is not None:
+            if self._error is not None or self._cancelled:
+                continue
+            try:
+                arrays: list[Any] = []
+                nbytes = 0
+                for layout, parts, shapes in job:
+                    arrays.extend(_arrow_arrays(layout, parts, shapes))
+                    nbytes += sum(getattr(part, "nbytes", 0) for part in parts)
+                self._arrow_writer.write_batch(pa.RecordBatch.from_arrays(arrays, schema=schema))
+                assert self._sink is not None
+                self._sink.flush_to_disk()
+                self._flushed_bytes += nbytes
+            except BaseException as exc:  # handed to the consumer (NOTE [writer thread])
+                self._error = exc
+
+    def _stop_thread(self) -> None:
+        if self._thread is not None:
+            self._jobs.put(None)
+            self._thread.join()
+            self._thread = None
+
+    def _raise_thread_error(self) -> None:
+        error = self._error
+        if error is None:
+            return
+        self.abort()
+        if isinstance(error, OSError):
+            raise _write_error(error, self._temp) from error
+        raise error
 
 
 def _write_error(exc: OSError, where: Path) -> CacheWriteError:
@@ -503,7 +563,8 @@ def _convert(
         shapes = np.broadcast_to(np.array(array.shape[1:], dtype=np.int64), (array.shape[0], layout.ndim))
         if layout.item_shape is not None and tuple(array.shape[1:]) != layout.item_shape:
             layout = _ragged(layout)
-    return np.ascontiguousarray(array), shapes, layout, array.nbytes
+    # a copy: the stream may reuse its arrays after yielding them, before the chunk is written
+    return np.array(array, order="C", copy=True), shapes, layout, array.nbytes
 
 
 def _ragged(layout: SourceLayout) -> SourceLayout:
@@ -537,16 +598,14 @@ def _value_type(layout: SourceLayout) -> Any:
     return pa.from_numpy_dtype(dtype.newbyteorder("="))
 
 
-def _arrow_arrays(column: _Column) -> list[Any]:
+def _arrow_arrays(layout: SourceLayout, parts: list[Any], pending_shapes: list[Any]) -> list[Any]:
     """Return the Arrow arrays of a column's pending values: one per field of ``_schema``."""
     import pyarrow as pa
 
-    layout = column.layout
     if layout.kind == "string":
-        return [pa.array([item for part in column.pending for item in part], type=pa.large_string())]
+        return [pa.array([item for part in parts for item in part], type=pa.large_string())]
     if layout.kind == "binary":
-        return [pa.array([item for part in column.pending for item in part], type=pa.large_binary())]
-    parts = column.pending
+        return [pa.array([item for part in parts for item in part], type=pa.large_binary())]
     flat = np.concatenate([part.reshape(-1) for part in parts]) if len(parts) != 1 else parts[0].reshape(-1)
     if flat.dtype.kind == "b":
         flat = flat.view(np.uint8)
@@ -555,9 +614,7 @@ def _arrow_arrays(column: _Column) -> list[Any]:
     values = pa.Array.from_buffers(_value_type(layout), len(flat), [None, pa.py_buffer(flat)])
     if layout.ndim == 0:
         return [values]
-    shapes = (
-        np.concatenate(column.pending_shapes) if len(column.pending_shapes) != 1 else column.pending_shapes[0]
-    )
+    shapes = np.concatenate(pending_shapes) if len(pending_shapes) != 1 else pending_shapes[0]
     sizes = np.prod(shapes, axis=1, dtype=np.int64)
     offsets = np.zeros(len(sizes) + 1, dtype=np.int64)
     np.cumsum(sizes, out=offsets[1:])
