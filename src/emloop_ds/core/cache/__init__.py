@@ -20,7 +20,7 @@ Columns of ``data.arrow``, per source, in the source's order:
   ``(rows, *item_shape)`` without a copy; otherwise the source is variable-length;
 - ``str``: ``large_string``; ``bytes``: ``large_binary``.
 
-Record batches (chunks) are large (up to about 64 MB or 65536 rows) whatever the source's batch size,
+Record batches (chunks) are large (up to about 16 MB or 65536 rows) whatever the source's batch size,
 so that an in-order batch is a view of one chunk and a shuffled batch is one gather per chunk touched.
 The manifest's ``container`` says whether a source came as a numpy array, a list of numbers, strings or
 bytes, or a list of arrays, and the reader gives it back the same way.

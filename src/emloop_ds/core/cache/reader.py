@@ -208,8 +208,9 @@ class CacheReader:
             starts = starts[shard.index :: shard.count]
         for begin in starts[start:]:
             rows = np.sort(order[begin : begin + batch_size])
+            touched = self._touched(rows)
             yield {
-                layout.name: self._gather(source, rows)
+                layout.name: self._gather(source, rows, touched)
                 for layout, source in zip(self.info.sources, self._sources, strict=True)
             }
 
@@ -277,14 +278,21 @@ class CacheReader:
         offsets, shapes, values = source.offsets[chunk], source.shapes[chunk], source.chunks[chunk]
         return [values[offsets[row] : offsets[row + 1]].reshape(shapes[row]) for row in range(low, high)]
 
-    def _gather(self, source: _SourceView, rows: np.ndarray[Any, Any]) -> Any:
+    def _touched(self, rows: np.ndarray[Any, Any]) -> list[tuple[int, int, int]]:
+        """Return (chunk, low, high) for each chunk holding some of the sorted ``rows[low:high]``.
+
+        It costs O(rows log chunks), whatever the number of chunks.
+        """
+        chunks = np.searchsorted(self._chunk_starts, rows, side="right") - 1
+        changes = np.flatnonzero(np.diff(chunks)) + 1
+        lows = np.concatenate(([0], changes))
+        highs = np.concatenate((changes, [len(rows)]))
+        return [(int(chunks[low]), int(low), int(high)) for low, high in zip(lows, highs, strict=True)]
+
+    def _gather(
+        self, source: _SourceView, rows: np.ndarray[Any, Any], touched: list[tuple[int, int, int]]
+    ) -> Any:
         """Return the sorted ``rows`` of a source: one ``np.take`` per chunk touched for fixed tensors."""
-        bounds = np.searchsorted(rows, self._chunk_starts)
-        touched = [
-            (chunk, int(bounds[chunk]), int(bounds[chunk + 1]))
-            for chunk in range(len(self._chunk_starts) - 1)
-            if bounds[chunk + 1] > bounds[chunk]
-        ]
         if source.kind != "tensor":
             items: list[Any] = []
             for chunk, low, high in touched:

@@ -24,7 +24,7 @@ from emloop_ds.core.types import Batch
 
 __all__ = ["CHUNK_BYTES", "CHUNK_ROWS", "CacheWriteError", "CacheWriter", "min_free_bytes"]
 
-CHUNK_BYTES = 64 * 1024 * 1024
+CHUNK_BYTES = 16 * 1024 * 1024
 """A record batch of the Arrow file holds examples up to about this many bytes ..."""
 CHUNK_ROWS = 65536
 """... and at most this many examples."""
