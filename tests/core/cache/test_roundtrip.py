@@ -163,3 +163,27 @@ def test_progress_counters(tmp_path: Path) -> None:
         writer.append({"x": np.zeros((2, 10), np.float64)})
         assert (writer.batches, writer.examples, writer.bytes_written) == (2, 6, 480)
         writer.seal()
+
+
+def test_a_stream_that_reuses_its_buffer_is_cached_as_it_was_yielded(tmp_path: Path) -> None:
+    buffer = np.zeros((4, 3), np.int32)
+    with CacheWriter(tmp_path / "cache", fingerprint="f", description="") as writer:
+        for number in range(5):
+            buffer[:] = number
+            writer.append({"x": buffer})
+        writer.seal()
+    with CacheReader.open(tmp_path / "cache") as reader:
+        assert [int(batch["x"][0, 0]) for batch in reader.batches()] == [0, 1, 2, 3, 4]
+
+
+def test_many_chunks_replay_and_shuffle_exactly(tmp_path: Path) -> None:
+    source = [
+        {"label": np.arange(number * 5, number * 5 + 5), "x": np.ones((5, 7), np.uint8)}
+        for number in range(400)
+    ]
+    build(tmp_path / "cache", source, chunk_rows=16)
+    with CacheReader.open(tmp_path / "cache") as reader:
+        assert example_keys(reader.batches()) == list(range(2000))
+        shuffled = example_keys(reader.shuffled_batches(3, batch_size=64))
+    assert sorted(shuffled) == list(range(2000))
+    assert shuffled != list(range(2000))
