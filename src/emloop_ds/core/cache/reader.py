@@ -32,7 +32,7 @@ def read_info(path: Path) -> CacheInfo:
 
 
 def remove_cache(path: Path) -> None:
-    """Remove the cache at ``path``, its unsealed leftovers and its lock file; a missing cache is fine."""
+    """Remove the cache at ``path`` and its unsealed leftovers (not its lock file); none is fine."""
     path = Path(path)
     try:
         if path.is_dir():
