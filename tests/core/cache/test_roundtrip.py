@@ -178,12 +178,14 @@ def test_a_stream_that_reuses_its_buffer_is_cached_as_it_was_yielded(tmp_path: P
 
 def test_many_chunks_replay_and_shuffle_exactly(tmp_path: Path) -> None:
     source = [
-        {"label": np.arange(number * 5, number * 5 + 5), "x": np.ones((5, 7), np.uint8)}
+        {"label": np.arange(number * 5, number * 5 + 5), "x": np.ones((5, 7), np.uint8) * (number % 200)}
         for number in range(400)
     ]
     build(tmp_path / "cache", source, chunk_rows=16)
     with CacheReader.open(tmp_path / "cache") as reader:
         assert example_keys(reader.batches()) == list(range(2000))
         shuffled = example_keys(reader.shuffled_batches(3, batch_size=64))
+        for batch in reader.shuffled_batches(2, batch_size=64):
+            np.testing.assert_array_equal(batch["x"][:, 3], (batch["label"] // 5) % 200)
     assert sorted(shuffled) == list(range(2000))
     assert shuffled != list(range(2000))

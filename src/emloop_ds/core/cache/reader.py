@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -60,6 +61,10 @@ class _SourceView:
         self.chunks: list[Any] = []  # fixed tensors: (rows, *item_shape) arrays; else per-chunk data
         self.offsets: list[np.ndarray[Any, Any]] = []  # ragged tensors: value offsets per chunk
         self.shapes: list[np.ndarray[Any, Any]] = []  # ragged tensors: (rows, ndim) per chunk
+        # fixed tensors: NOTE [one gather]
+        self.rows_view: np.ndarray[Any, Any] | None = None
+        self.chunk_steps: np.ndarray[Any, Any] | None = None
+        self.row_steps = 0
 
 
 class CacheReader:
@@ -76,7 +81,13 @@ class CacheReader:
         chunk_lengths = np.asarray(info.chunk_lengths, dtype=np.int64)
         self._chunk_starts = np.zeros(len(chunk_lengths) + 1, dtype=np.int64)
         np.cumsum(chunk_lengths, out=self._chunk_starts[1:])
+        self._file_bytes: np.ndarray[Any, Any] | None = None
+        if mapped is not None and info.files:
+            mapped.seek(0)
+            self._file_bytes = np.frombuffer(mapped.read_buffer(mapped.size()), dtype=np.uint8)
         self._sources = [self._views(index) for index in range(len(info.sources))]
+        for source in self._sources:
+            self._index_rows(source)
 
     @classmethod
     def open(cls, path: Path) -> CacheReader:
@@ -203,14 +214,17 @@ class CacheReader:
         if total == 0:
             return
         order = self.pass_permutation(pass_number, seed)
+        needs_touched = any(source.rows_view is None for source in self._sources)
         starts = range(0, total, batch_size)
         if shard is not None:
             starts = starts[shard.index :: shard.count]
         for begin in starts[start:]:
             rows = np.sort(order[begin : begin + batch_size])
-            touched = self._touched(rows)
+            chunks = np.searchsorted(self._chunk_starts, rows, side="right") - 1
+            local = rows - self._chunk_starts[chunks]
+            touched = self._touched(rows) if needs_touched else []
             yield {
-                layout.name: self._gather(source, rows, touched)
+                layout.name: self._gather(source, rows, touched, chunks, local)
                 for layout, source in zip(self.info.sources, self._sources, strict=True)
             }
 
@@ -278,6 +292,39 @@ class CacheReader:
         offsets, shapes, values = source.offsets[chunk], source.shapes[chunk], source.chunks[chunk]
         return [values[offsets[row] : offsets[row + 1]].reshape(shapes[row]) for row in range(low, high)]
 
+    def _index_rows(self, source: _SourceView) -> None:
+        """Give a fixed-shape source one strided view of the file, whose rows start at every example.
+
+        NOTE [one gather]: every example of a fixed-shape source is ``row_bytes`` long, at a byte offset
+        ``chunk offset + row * row_bytes`` in the memory-mapped file. With ``step``, the gcd of those
+        offsets, a read-only ``as_strided`` view ``(file bytes / step, row_bytes)`` with strides
+        ``(step, 1)`` has a row starting at each example, so a shuffled batch is one fancy index however
+        many chunks it touches, as a gather from one memory map is. The view never reaches past the file.
+        """
+        if self._file_bytes is None or source.kind != "tensor" or source.offsets or not source.chunks:
+            return
+        assert source.dtype is not None
+        first = source.chunks[0]
+        row_bytes = (
+            int(first[0:1].nbytes) if len(first) else int(np.prod(first.shape[1:])) * source.dtype.itemsize
+        )
+        if row_bytes == 0:
+            return
+        base = int(self._file_bytes.__array_interface__["data"][0])
+        offsets = [int(chunk.__array_interface__["data"][0]) - base for chunk in source.chunks]
+        if any(
+            offset < 0 or offset + chunk.nbytes > len(self._file_bytes)
+            for offset, chunk in zip(offsets, source.chunks, strict=True)
+        ):
+            return  # not views of the one mapping (cannot happen with pa.memory_map; stay safe)
+        step = math.gcd(row_bytes, *offsets)
+        count = (len(self._file_bytes) - row_bytes) // step + 1
+        source.rows_view = np.lib.stride_tricks.as_strided(
+            self._file_bytes, shape=(count, row_bytes), strides=(step, 1), writeable=False
+        )
+        source.chunk_steps = np.asarray(offsets, dtype=np.int64) // step
+        source.row_steps = row_bytes // step
+
     def _touched(self, rows: np.ndarray[Any, Any]) -> list[tuple[int, int, int]]:
         """Return (chunk, low, high) for each chunk holding some of the sorted ``rows[low:high]``.
 
@@ -290,9 +337,21 @@ class CacheReader:
         return [(int(chunks[low]), int(low), int(high)) for low, high in zip(lows, highs, strict=True)]
 
     def _gather(
-        self, source: _SourceView, rows: np.ndarray[Any, Any], touched: list[tuple[int, int, int]]
+        self,
+        source: _SourceView,
+        rows: np.ndarray[Any, Any],
+        touched: list[tuple[int, int, int]],
+        chunks: np.ndarray[Any, Any],
+        local: np.ndarray[Any, Any],
     ) -> Any:
-        """Return the sorted ``rows`` of a source: one ``np.take`` per chunk touched for fixed tensors."""
+        """Return the sorted ``rows`` of a source: one fancy index for fixed tensors (NOTE [one gather])."""
+        if source.rows_view is not None and source.chunk_steps is not None:
+            assert source.dtype is not None
+            shape = source.chunks[0].shape[1:]
+            starts = source.chunk_steps[chunks] + local * source.row_steps
+            # fancy indexing reads the strided view in place (np.take would first make it contiguous)
+            out = source.rows_view[starts].view(source.dtype).reshape(len(rows), *shape)
+            return _container(source, out)
         if source.kind != "tensor":
             items: list[Any] = []
             for chunk, low, high in touched:
