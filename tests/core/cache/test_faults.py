@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from emloop_ds.core.cache import CacheReader, CacheWriteError, CacheWriter, is_sealed
+from emloop_ds.core.cache import CacheReader, CacheWriteError, CacheWriter, build_lock, is_sealed
 from emloop_ds.core.cache.writer import min_free_bytes
 from emloop_ds.core.errors import CacheError
 
@@ -237,6 +237,12 @@ def test_an_unwritable_folder_is_a_cache_write_error(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("not a folder")
     with pytest.raises(CacheWriteError, match="cannot write the cache"):
         CacheWriter(tmp_path / "file" / "cache", fingerprint="f", description="")
+
+
+def test_a_lock_in_an_uncreatable_folder_is_a_cache_write_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(CacheWriteError, match="cannot create the cache folder"):
+        build_lock(tmp_path / "file" / "sub" / "cache")
 
 
 def test_seal_when_another_builder_won_returns_the_existing_cache(tmp_path: Path) -> None:
