@@ -189,3 +189,11 @@ def test_many_chunks_replay_and_shuffle_exactly(tmp_path: Path) -> None:
             np.testing.assert_array_equal(batch["x"][:, 3], (batch["label"] // 5) % 200)
     assert sorted(shuffled) == list(range(2000))
     assert shuffled != list(range(2000))
+
+
+def test_an_empty_batch_between_others_round_trips(tmp_path: Path) -> None:
+    source = [{"x": np.arange(3.0)}, {"x": np.empty(0)}, {"x": np.arange(2.0)}]
+    build(tmp_path / "cache", source)
+    with CacheReader.open(tmp_path / "cache") as reader:
+        for actual, expected in zip(reader.batches(), source, strict=True):
+            assert_same_batch(actual, expected)

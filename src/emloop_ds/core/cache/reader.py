@@ -275,9 +275,10 @@ class CacheReader:
             return np.array(items) if source.container == "ndarray" else items
         if source.item_shape is not None or not source.offsets:
             parts = [source.chunks[chunk][low:high] for chunk, low, high in pieces]
-            array = parts[0] if len(parts) == 1 else np.concatenate(parts)
-            if len(parts) == 0:
+            if not parts:
                 array = np.empty((0, *(source.item_shape or ())), dtype=source.dtype)
+            else:
+                array = parts[0] if len(parts) == 1 else np.concatenate(parts)
             return _container(source, array)
         arrays = [
             item for chunk, low, high in pieces for item in self._ragged_items(source, chunk, low, high)

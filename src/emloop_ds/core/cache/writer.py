@@ -99,8 +99,35 @@ class _Column:
 
     def __init__(self, layout: SourceLayout) -> None:
         self.layout = layout
-        self.pending: list[Any] = []  # numpy arrays (tensor) or lists (string, binary)
+        self.pending: list[Any] = []  # lists (string, binary)
         self.pending_shapes: list[np.ndarray[Any, Any]] = []
+        # tensors: the chunk's flat values, copied in as batches arrive (the one copy the writer makes, so
+        # that a stream may reuse its arrays after yielding them)
+        self.buffer: np.ndarray[Any, Any] | None = None
+        self.fill = 0
+
+    def add_values(self, flat: np.ndarray[Any, Any], capacity: int) -> None:
+        """Copy a batch's flat values into the chunk buffer, which holds ``capacity`` values or more."""
+        end = self.fill + flat.size
+        if self.buffer is None or end > len(self.buffer):
+            grown = np.empty(max(capacity, end, 2 * self.fill), dtype=flat.dtype)
+            if self.buffer is not None:
+                grown[: self.fill] = self.buffer[: self.fill]
+            self.buffer = grown
+        self.buffer[self.fill : end] = flat.reshape(-1)
+        self.fill = end
+
+    def take(self) -> tuple[list[Any], list[np.ndarray[Any, Any]]]:
+        """Return the chunk's values and shapes, and start the next chunk."""
+        if self.layout.kind == "tensor":
+            values: list[Any] = [
+                self.buffer[: self.fill] if self.buffer is not None else np.empty(0, self.layout.dtype)
+            ]
+            self.buffer, self.fill = None, 0
+        else:
+            values, self.pending = self.pending, []
+        shapes, self.pending_shapes = self.pending_shapes, []
+        return values, shapes
 
 
 class CacheWriter:
@@ -218,7 +245,10 @@ class CacheWriter:
         self._check_disk(added)
         for column, converted, shapes, layout in staged:
             column.layout = layout
-            column.pending.append(converted)
+            if layout.kind == "tensor":
+                column.add_values(converted, self._chunk_bytes // max(1, converted.dtype.itemsize))
+            else:
+                column.pending.append(converted)
             if shapes is not None and layout.kind == "tensor":
                 column.pending_shapes.append(shapes)
         self._batch_lengths.append(length or 0)
@@ -323,7 +353,7 @@ class CacheWriter:
     def _flush(self) -> None:
         """Hand the pending examples to the writer thread as one chunk (NOTE [writer thread])."""
         self._raise_thread_error()
-        if self._pending_rows == 0 and not any(column.pending for column in self._columns or ()):
+        if self._pending_rows == 0:
             return
         if self._arrow_writer is None:
             try:
@@ -335,9 +365,8 @@ class CacheWriter:
             self._thread.start()
         job = []
         for column in self._columns or []:
-            job.append((column.layout, column.pending, column.pending_shapes))
-            column.pending = []
-            column.pending_shapes = []
+            values, shapes = column.take()
+            job.append((column.layout, values, shapes))
         self._jobs.put(job)
         self._chunk_lengths.append(self._pending_rows)
         self._queued_bytes += self._pending_bytes
@@ -563,8 +592,7 @@ def _convert(
         shapes = np.broadcast_to(np.array(array.shape[1:], dtype=np.int64), (array.shape[0], layout.ndim))
         if layout.item_shape is not None and tuple(array.shape[1:]) != layout.item_shape:
             layout = _ragged(layout)
-    # a copy: the stream may reuse its arrays after yielding them, before the chunk is written
-    return np.array(array, order="C", copy=True), shapes, layout, array.nbytes
+    return np.ascontiguousarray(array), shapes, layout, array.nbytes
 
 
 def _ragged(layout: SourceLayout) -> SourceLayout:
