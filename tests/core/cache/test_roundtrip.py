@@ -197,3 +197,11 @@ def test_an_empty_batch_between_others_round_trips(tmp_path: Path) -> None:
     with CacheReader.open(tmp_path / "cache") as reader:
         for actual, expected in zip(reader.batches(), source, strict=True):
             assert_same_batch(actual, expected)
+
+
+def test_batches_stay_readable_after_the_reader_closes(tmp_path: Path) -> None:
+    build(tmp_path / "cache", [{"x": np.full((1000, 10), number, np.float32)} for number in range(4)])
+    reader = CacheReader.open(tmp_path / "cache")
+    batches = list(reader.batches())
+    reader.close()
+    assert [float(batch["x"].mean()) for batch in batches] == [0.0, 1.0, 2.0, 3.0]
