@@ -4,6 +4,7 @@ from emloop_ds.core.config import load_config
 from emloop_ds.core.dataset import AbstractDataset, BaseDataset, DownloadableDataset
 from emloop_ds.core.download.progress import FileProgress, NoProgress, Progress
 from emloop_ds.core.errors import (
+    CacheError,
     ChecksumError,
     ConfigError,
     DatasetError,
@@ -26,6 +27,7 @@ __all__ = [
     "AbstractDataset",
     "BaseDataset",
     "Batch",
+    "CacheError",
     "ChecksumError",
     "ConfigError",
     "DatasetError",

@@ -4,6 +4,7 @@
 
     EmloopDsError                 exit code 1 unless a subclass says otherwise
     ├── ConfigError               exit code 2: config file, YAML, overrides, class path, missing keys
+    ├── CacheError                a stream cache could not be written or read (core/cache/)
     ├── DatasetError              the dataset's own code failed (import, constructor, method)
     ├── StreamError               a stream could not be read
     │   ├── StreamProducerError   a buffered stream's producer thread failed; also a ChildProcessError
@@ -20,6 +21,7 @@ Each error carries ``exit_code``; the CLI root is the one place that turns it in
 from __future__ import annotations
 
 __all__ = [
+    "CacheError",
     "ChecksumError",
     "ConfigError",
     "DatasetError",
@@ -44,6 +46,10 @@ class ConfigError(EmloopDsError):
     """Reject a configuration: a missing or malformed config, override, class path or key."""
 
     exit_code = 2
+
+
+class CacheError(EmloopDsError):
+    """Report that a stream cache could not be written, or that a cache on disk is missing or damaged."""
 
 
 class DatasetError(EmloopDsError):
