@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from emloop_ds.cli.cache import cache
 from emloop_ds.cli.download import download
 from emloop_ds.cli.info import info
 from emloop_ds.cli.options import config_argument, json_option, overrides_argument, verbose_option
@@ -142,3 +143,4 @@ def dataset() -> None:
 dataset.add_command(info)
 dataset.add_command(download)
 dataset.add_command(stream)
+dataset.add_command(cache)

@@ -8,7 +8,15 @@ from typing import Literal
 
 import click
 
-from emloop_ds.cli.options import config_argument, json_option, overrides_argument, verbose_option
+from emloop_ds.cli.options import (
+    cache_dir_option,
+    check_engine_options,
+    config_argument,
+    engine_options,
+    json_option,
+    overrides_argument,
+    verbose_option,
+)
 
 __all__ = ["ENDLESS_HINT_AFTER_S", "stream"]
 
@@ -43,41 +51,25 @@ DEFAULT_SCHEDULER_TIMEOUT_S = 10.0
     help="Let the buffer fill whenever it has room, not only while the reader waits (needs --buffer; "
     "no effect with --workers).",
 )
-@click.option(
-    "--workers",
-    type=click.IntRange(min=0),
-    default=0,
-    show_default=True,
-    help="Worker processes that each run a shard of the stream (it must take a `shard` parameter); "
-    "0 reads in this process.",
-)
+@engine_options
 @click.option(
     "--unordered",
     is_flag=True,
     help="With --workers, deliver batches as they are ready instead of one from each worker in turn.",
 )
 @click.option(
-    "--engine",
-    type=click.Choice(["processes", "dask"]),
-    default="processes",
-    show_default=True,
-    help="Where the --workers shards run: worker processes on this machine, or a Dask cluster "
-    "(pip install 'emloop-ds[dask]').",
+    "--cache",
+    "use_cache",
+    is_flag=True,
+    help="Read through the stream's cache: the first pass writes it, later passes and runs read it.",
 )
 @click.option(
-    "--scheduler",
-    default=None,
-    metavar="ADDRESS",
-    help="With --engine dask, the scheduler to use, e.g. tcp://host:8786.  "
-    "[default: Dask's configured scheduler, else a local cluster of --workers processes]",
+    "--shuffle",
+    is_flag=True,
+    help="With --cache, read each pass from the cache as a new permutation of all examples.",
 )
-@click.option(
-    "--timeout",
-    "scheduler_timeout_s",
-    type=click.FloatRange(min=0, min_open=True),
-    default=None,
-    help="With --engine dask, seconds to wait for the scheduler and its workers.  [default: 10]",
-)
+@click.option("--seed", type=int, default=None, help="With --shuffle, the permutations' seed.  [default: 0]")
+@cache_dir_option
 @json_option
 @verbose_option
 def stream(
@@ -89,10 +81,14 @@ def stream(
     buffer_size: int,
     eager: bool,
     workers: int,
-    unordered: bool,
     engine: Literal["processes", "dask"],
     scheduler: str | None,
     scheduler_timeout_s: float | None,
+    unordered: bool,
+    use_cache: bool,
+    shuffle: bool,
+    seed: int | None,
+    cache_dir: Path | None,
     as_json: bool,
 ) -> None:
     """Read a stream with a progress bar, then show batches, examples, rates and waits per batch.
@@ -112,7 +108,16 @@ def stream(
         raise click.UsageError("--eager needs a buffer: add --buffer N with N of 1 or more")
     if unordered and workers == 0:
         raise click.UsageError("--unordered needs worker processes: add --workers N with N of 1 or more")
-    _check_engine_options(engine, workers, scheduler, scheduler_timeout_s)
+    check_engine_options(engine, workers, scheduler, scheduler_timeout_s)
+    if (shuffle or seed is not None or cache_dir is not None) and not use_cache:
+        raise click.UsageError("--shuffle, --seed and --cache-dir are for the stream cache: add --cache")
+    if seed is not None and not shuffle:
+        raise click.UsageError("--seed is the seed of --shuffle: add --shuffle")
+    cache: bool | Path = False
+    if use_cache:
+        from emloop_ds.cli.cache import use_cache_dir
+
+        cache = use_cache_dir(cache_dir) or True
     stream_fn = find_stream(create_dataset(load_config(config, overrides)), stream_name)
     hint = (
         f"hint: the first epoch of stream `{stream_name}` has not ended after {ENDLESS_HINT_AFTER_S:g} s; "
@@ -132,6 +137,9 @@ def stream(
             engine=engine,
             scheduler=scheduler,
             scheduler_timeout_s=scheduler_timeout_s or DEFAULT_SCHEDULER_TIMEOUT_S,
+            cache=cache,
+            shuffle=shuffle,
+            seed=seed or 0,
             on_batch=bar.update,
             on_endless_hint=lambda: tqdm.write(hint, file=sys.stderr),
             endless_hint_after_s=ENDLESS_HINT_AFTER_S,
@@ -143,13 +151,3 @@ def stream(
     if report.interrupted:
         # The summary is out; the root reports the interruption and exits with 130 as for any command.
         raise KeyboardInterrupt
-
-
-def _check_engine_options(
-    engine: str, workers: int, scheduler: str | None, scheduler_timeout_s: float | None
-) -> None:
-    """Refuse --engine dask without --workers, and the Dask options without --engine dask."""
-    if engine == "dask" and workers == 0:
-        raise click.UsageError("--engine dask runs shards of the stream: add --workers N with N of 1 or more")
-    if engine != "dask" and (scheduler is not None or scheduler_timeout_s is not None):
-        raise click.UsageError("--scheduler and --timeout are for the Dask engine: add --engine dask")

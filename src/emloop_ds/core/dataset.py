@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from emloop_ds.core.errors import ConfigError, DatasetError, EmloopDsError, describe_exception
 
 if TYPE_CHECKING:
     from emloop_ds.core.download.progress import Progress
+    from emloop_ds.core.stream.shard import Shard
+    from emloop_ds.core.types import Batch
 
 __all__ = ["AbstractDataset", "BaseDataset", "DownloadableDataset"]
 
@@ -99,6 +101,35 @@ class BaseDataset(AbstractDataset):
                         "stream `%s` source `%s` holds %d NaN, %d +inf, %d -inf",
                         *(stream.name, source.name, source.nan, source.posinf, source.neginf),
                     )
+
+    def cached(
+        self, name: str, shard: Shard | None = None, shuffle: bool = False, seed: int = 0
+    ) -> Iterator[Batch]:
+        """Return the batches of stream ``name`` (``"decoded"`` for ``decoded_stream``) from its cache.
+
+        The cache is built first, from one whole pass of the stream, if it is missing; the build runs
+        under a lock, so that concurrent readers (workers, ranks) wait for one builder. Cache the
+        expensive, deterministic part of a pipeline and run the random part after it::
+
+            def train_stream(self, shard=Shard(0, 1)):
+                rng = np.random.default_rng(shard.seed(7))
+                for batch in self.cached("decoded", shard=shard, shuffle=True, seed=7):
+                    yield augment(batch, rng)
+
+        Args:
+            name: the cached stream's name without its ``_stream`` suffix.
+            shard: read this shard's part of the pass: batches ``index::count`` of the stream's batches,
+                or of the shuffled pass's batches, from the shard's batch ``start`` on.
+            shuffle: read the pass (``shard.epoch``) as a permutation of all examples fixed by ``seed``,
+                re-batched to the size of the stream's first batch.
+            seed: the base of the permutations.
+
+        Raises:
+            ConfigError: if the dataset has no stream ``name``.
+        """
+        from emloop_ds.core.cache.build import cached_batches
+
+        return cached_batches(self, name, shard, shuffle, seed)
 
 
 class DownloadableDataset(BaseDataset):

@@ -10,6 +10,7 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sized
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from emloop_ds.core.errors import ConfigError, EmloopDsError, StreamError, describe_exception
@@ -47,6 +48,8 @@ class ThroughputReport:
     """Where the stream ran: ``in-process``, ``processes`` (worker processes) or ``dask``."""
     scheduler: str | None = None
     """With Dask, the scheduler's address, or ``local`` for a LocalCluster the read started."""
+    cache: str | None = None
+    """``"write"`` if the read wrote the stream's cache, ``"read"`` if it read one, None without a cache."""
 
     @property
     def batches_per_second(self) -> float | None:
@@ -215,6 +218,9 @@ def measure_stream(
     engine: Literal["processes", "dask"] = "processes",
     scheduler: str | None = None,
     scheduler_timeout_s: float = 10.0,
+    cache: bool | Path = False,
+    shuffle: bool = False,
+    seed: int = 0,
     on_batch: Callable[[], object] | None = None,
     clock: Callable[[], float] = time.perf_counter,
     on_endless_hint: Callable[[], object] | None = None,
@@ -233,6 +239,8 @@ def measure_stream(
         ordered: with workers, merge the shards in turn rather than as ready.
         engine: with workers, ``processes`` or ``dask``; ``scheduler`` and ``scheduler_timeout_s`` are
             the Dask engine's (``StreamWrapper``).
+        cache: read through the stream's cache (``True``: under the cache root; a folder: there);
+            ``shuffle`` and ``seed`` permute the passes read from it (``StreamWrapper``).
         on_batch: called after each batch, e.g. to advance a progress bar.
         clock: the wall clock in seconds, replaceable in tests.
         on_endless_hint: called once if, without ``epoch_size``, a batch of the first epoch arrives
@@ -241,9 +249,11 @@ def measure_stream(
     Raises:
         StreamError: if the stream fails; the dataset's exception is its cause.
     """
-    dask_options: dict[str, Any] = {}
+    options: dict[str, Any] = {}
     if engine == "dask":
-        dask_options = {"scheduler": scheduler, "scheduler_timeout_s": scheduler_timeout_s}
+        options = {"scheduler": scheduler, "scheduler_timeout_s": scheduler_timeout_s}
+    if cache is not False:
+        options.update(cache=cache, shuffle=shuffle, seed=seed)
     wrapper = StreamWrapper(
         stream_fn,
         stream,
@@ -253,7 +263,7 @@ def measure_stream(
         workers=workers,
         ordered=ordered,
         engine=engine,
-        **dask_options,
+        **options,
     )
     if workers > 0 and buffer_size < 1:
         from emloop_ds.core.stream.worker_source import DEFAULT_BUFFER_SIZE
@@ -294,6 +304,7 @@ def measure_stream(
         ordered=ordered,
         engine=engine if workers > 0 else "in-process",
         scheduler=scheduler if workers > 0 and engine == "dask" else None,
+        cache=wrapper.cache_mode,
     )
 
 

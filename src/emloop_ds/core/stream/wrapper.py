@@ -6,10 +6,12 @@ Where the batches come from is a ``BatchSource`` (``source.py``): epoch cutting 
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from contextlib import AbstractContextManager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Self, overload
 
 from emloop_ds.core.stream.buffer import ThreadBuffer
@@ -18,6 +20,7 @@ from emloop_ds.core.stream.source import BatchSource
 from emloop_ds.core.types import Batch
 
 if TYPE_CHECKING:
+    from emloop_ds.core.cache.stream import CachedStream
     from emloop_ds.core.stream.engine import ShardEngine
     from emloop_ds.core.stream.resume_state import ResumeState
     from emloop_ds.core.stream.worker_source import WorkerSource
@@ -40,6 +43,9 @@ _KEYWORD_PARAMETERS = frozenset(
         "scheduler_timeout_s",
         "rank",
         "world_size",
+        "cache",
+        "shuffle",
+        "seed",
     }
 )
 _ENGINES = ("processes", "dask")
@@ -80,6 +86,9 @@ class StreamWrapper:
         scheduler_timeout_s: float = 10.0,
         rank: int = 0,
         world_size: int = 1,
+        cache: bool | str | os.PathLike[str] = False,
+        shuffle: bool = False,
+        seed: int = 0,
     ) -> None: ...
 
     @overload
@@ -101,6 +110,9 @@ class StreamWrapper:
         scheduler_timeout_s: float = 10.0,
         rank: int = 0,
         world_size: int = 1,
+        cache: bool | str | os.PathLike[str] = False,
+        shuffle: bool = False,
+        seed: int = 0,
     ) -> None: ...
 
     def __init__(self, stream_fn: Callable[[], Iterable[Batch]], *args: Any, **kwargs: Any) -> None:
@@ -133,12 +145,23 @@ class StreamWrapper:
                 worker ``i`` reads ``Shard(i * world_size + rank, workers * world_size)`` (NOTE [rank
                 shards], engine.py), so the ranks read disjoint parts that together cover the stream.
             world_size: the number of readers in the data-parallel job; 1 (the default) is no job.
+            cache: ``True`` caches a dataset's stream method under the cache root (``$EMLOOP_DS_CACHE``,
+                else ``$XDG_CACHE_HOME/emloop-ds``, else ``~/.cache/emloop-ds``), a folder caches it
+                there. The first pass is read from the stream and written through into the cache,
+                sealed when the pass ends; every later pass, here or in any later process with the same
+                fingerprint, reads the cache and the stream is not called (NOTE [cached passes],
+                core/cache/stream.py). A cache that cannot be written gives a warning, never a failure.
+            shuffle: with a cache, read each pass from it as a new permutation of all examples, fixed by
+                ``seed`` and the pass number, re-batched to the size of the stream's first batch (a pass
+                written through keeps the stream's order).
+            seed: the base of the shuffle's permutations.
 
         Raises:
             TypeError: if the arguments are malformed.
             ValueError: if ``workers`` is negative, or ``rank`` is outside ``0 <= rank < world_size``.
             ConfigError: if ``workers > 0`` or ``world_size > 1`` and the stream is not shardable, if it
-                cannot reach the workers, or if ``engine="dask"`` and Dask is not installed.
+                cannot reach the workers, if ``engine="dask"`` and Dask is not installed, or if
+                ``cache=True`` and the stream is not a dataset's stream method.
         """
         options = _bind_arguments(args, kwargs)
         _check_arguments(stream_fn, options)
@@ -152,11 +175,20 @@ class StreamWrapper:
         # Where the batches come from (source.py): the reader's thread, a producer thread ahead of it, or
         # worker processes (worker_source.py, imported only when used).
         ranks = _check_ranks(stream_fn, options, description)
-        self._epochs = EpochCutter(stream_fn, options.get("epoch_size", -1), description, ranks=ranks)
+        self._cached: CachedStream | None = None
+        if options.get("cache", False) is not False:
+            self._cached = _cached_stream(stream_fn, options, description, ranks)
+            self._epochs = EpochCutter(self._cached, options.get("epoch_size", -1), description)
+        else:
+            self._epochs = EpochCutter(stream_fn, options.get("epoch_size", -1), description, ranks=ranks)
         self._buffer: ThreadBuffer | None = None
         self._source: BatchSource = self._epochs
         self._workers: WorkerSource | None = None
-        if options.get("workers", 0) > 0:
+        if self._cached is not None and self._cached.workers is not None:
+            from emloop_ds.core.cache.stream import CacheSource
+
+            self._source = CacheSource(self._epochs, self._cached)
+        elif options.get("workers", 0) > 0:
             self._source = self._workers = _worker_source(stream_fn, options, description)
         elif self._buffer_size > 0:
             is_eager = options.get("eager", False)
@@ -262,15 +294,32 @@ class StreamWrapper:
     @property
     def shard_engine(self) -> ShardEngine | None:
         """Return the engine running the shards once the first ``with`` started it; None without workers."""
-        return self._workers.engine if self._workers is not None else None
+        workers = self._workers or (self._cached.workers if self._cached is not None else None)
+        return workers.engine if workers is not None else None
+
+    @property
+    def cache_mode(self) -> str | None:
+        """Return ``"read"`` when reading a cache sealed before, ``"write"`` when writing it, else None.
+
+        None also once writing the cache failed (a warning said so) and the passes come from the stream.
+        """
+        return self._cached.mode if self._cached is not None else None
+
+    @property
+    def cache_path(self) -> Path | None:
+        """Return the folder of the stream's cache, or None without a cache."""
+        return self._cached.path if self._cached is not None else None
 
     def close(self) -> None:
         """Stop the worker processes, if any; the wrapper cannot be read with workers afterwards.
 
-        Garbage collection and the end of the interpreter stop them too. Idempotent.
+        A cache still being written is removed (its pass has not ended). Garbage collection and the end
+        of the interpreter stop the workers too. Idempotent.
         """
         if self._workers is not None:
             self._workers.close()
+        if self._cached is not None:
+            self._cached.close()
 
     def __enter__(self) -> Self:
         """If buffered, start the enqueueing thread (unless the epoch has ended: NOTE [buffer epochs]).
@@ -359,6 +408,35 @@ class StreamWrapper:
         return self._buffer
 
 
+def _cached_stream(
+    stream_fn: Callable[..., Iterable[Batch]],
+    options: dict[str, Any],
+    description: str,
+    ranks: tuple[int, int] | None,
+) -> CachedStream:
+    """Return the stream function that reads ``stream_fn``'s passes from its cache (NOTE [cached passes]).
+
+    Its workers, if any, run the whole stream (not a rank's part): a cache holds all of it, in order.
+    """
+    from emloop_ds.core.cache.stream import CachedStream, cache_target
+
+    path, fingerprint = cache_target(stream_fn, options["cache"], description)
+    workers = None
+    if options.get("workers", 0) > 0:
+        whole = {**options, "rank": 0, "world_size": 1, "ordered": True, "epoch_size": -1}
+        workers = _worker_source(stream_fn, whole, description)
+    return CachedStream(
+        stream_fn,
+        path,
+        fingerprint,
+        description,
+        shuffle=options.get("shuffle", False),
+        seed=options.get("seed", 0),
+        ranks=ranks,
+        workers=workers,
+    )
+
+
 def _worker_source(
     stream_fn: Callable[..., Iterable[Batch]], options: dict[str, Any], description: str
 ) -> WorkerSource:
@@ -409,7 +487,7 @@ def _check_ranks(
             "parameter that defaults to the whole stream, e.g. `def train_stream(self, shard=Shard(0, 1))`, "
             "and yield only `shard.select(...)` of its batches; or use world_size=1"
         )
-    if options.get("epoch_size", -1) <= 0:
+    if options.get("epoch_size", -1) <= 0 and options.get("cache", False) is False:
         import logging
 
         logging.getLogger("emloop_ds").warning(
@@ -485,6 +563,25 @@ def _check_arguments(stream_fn: object, options: dict[str, Any]) -> None:
         )
     if options.get("eager", False) and options.get("buffer_size", 0) < 1 and workers == 0:
         raise TypeError("StreamWrapper() eager=True needs a buffer: pass buffer_size of 1 or more")
+    _check_cache_arguments(options)
+
+
+def _check_cache_arguments(options: dict[str, Any]) -> None:
+    """Raise for a malformed cache, shuffle or seed, and for shuffle or seed without a cache."""
+    cache = options.get("cache", False)
+    if not isinstance(cache, bool | str | os.PathLike) or cache == "":
+        raise TypeError(f"StreamWrapper() cache must be True, False or a folder (str or path), not {cache!r}")
+    shuffle, seed = options.get("shuffle", False), options.get("seed", 0)
+    if not isinstance(shuffle, bool):
+        raise TypeError(f"StreamWrapper() shuffle must be a bool, not {type(shuffle).__name__}")
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise TypeError(f"StreamWrapper() seed must be an int, not {type(seed).__name__}")
+    if cache is False and (shuffle or "seed" in options):
+        raise ValueError(
+            "StreamWrapper() shuffle and seed need a cache, which the shuffle permutes: pass cache=True "
+            "(a dataset's stream method) or cache='DIR'; a stream can shuffle itself with "
+            "shard.shared_seed(seed)"
+        )
 
 
 def _check_engine_arguments(options: dict[str, Any]) -> None:
