@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 import json
@@ -86,14 +87,26 @@ def dataset_fingerprint(dataset: AbstractDataset) -> str:
 
 
 def callable_fingerprint(fn: Callable[..., Any]) -> str:
-    """Return the sha256 hex over a callable's qualified name, its module's source and the format version."""
-    target = inspect.unwrap(fn)
+    """Return the sha256 hex over a callable's qualified name, its module's source and the format version.
+
+    A ``functools.partial`` adds its arguments (by ``repr``), so partials of one function differ.
+    """
+    target, bound = _unpartial(fn)
     module = getattr(target, "__module__", None) or "__main__"
     name = getattr(target, "__qualname__", None) or type(target).__qualname__
     digest = hashlib.sha256()
-    for part in (module, name, module_source_sha256(module), str(FORMAT_VERSION)):
+    for part in (module, name, module_source_sha256(module), str(FORMAT_VERSION), *bound):
         digest.update(part.encode() + b"\0")
     return digest.hexdigest()
+
+
+def _unpartial(fn: Callable[..., Any]) -> tuple[Callable[..., Any], list[str]]:
+    """Return the function under any ``functools.partial`` layers, and each layer's arguments."""
+    bound = []
+    while isinstance(fn, functools.partial):
+        bound.append(repr((fn.args, sorted(fn.keywords.items()))))
+        fn = fn.func
+    return inspect.unwrap(fn), bound
 
 
 def dataset_cache_dir(dataset: AbstractDataset, root: Path | None = None) -> Path:
@@ -109,6 +122,7 @@ def stream_cache_path(dataset: AbstractDataset, stream: str, root: Path | None =
 
 def callable_cache_path(fn: Callable[..., Any], folder: Path) -> Path:
     """Return the cache folder of a stream callable inside ``folder``."""
-    name = getattr(inspect.unwrap(fn), "__qualname__", None) or type(fn).__qualname__
+    target = _unpartial(fn)[0]
+    name = getattr(target, "__qualname__", None) or type(target).__qualname__
     safe = "".join(char if char.isalnum() or char in "._-" else "_" for char in name)
     return Path(folder) / f"{safe}-{callable_fingerprint(fn)[:16]}"
