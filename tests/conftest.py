@@ -23,6 +23,12 @@ WriteDataset = Callable[..., Path]
 
 
 @pytest.fixture
+def workers_import_tests(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Put the repository on ``sys.path``, so that workers can import modules of ``tests``."""
+    monkeypatch.syspath_prepend(str(REPO_ROOT))
+
+
+@pytest.fixture
 def write_dataset(tmp_path: Path) -> WriteDataset:
     """Return a function that writes a dataset module and a config using it; it returns the config path.
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,15 +10,7 @@ import pytest
 from emloop_ds.core.stream.engine import StreamSpec
 from emloop_ds.core.stream.processes import ProcessEngine
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
 StartEngine = Callable[..., ProcessEngine]
-
-
-@pytest.fixture
-def workers_import_tests(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Put the repository on ``sys.path``, so that workers can import ``tests.core.shard_streams``."""
-    monkeypatch.syspath_prepend(str(REPO_ROOT))
 
 
 @pytest.fixture
