@@ -125,3 +125,55 @@ def test_dask_options_are_checked_at_construction(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setitem(sys.modules, "distributed", None)
     with pytest.raises(ConfigError, match=r"pip install 'emloop-ds\[dask\]'"):
         StreamWrapper(stream_fn, workers=2, engine="dask")
+
+
+def test_dask_workers_write_the_cache_and_stop_once_it_is_sealed(
+    cluster: DaskTestCluster, write_dataset: Any, tmp_path: Path
+) -> None:
+    config = write_dataset(
+        """
+        import numpy as np
+        from emloop_ds import BaseDataset, Shard
+
+        class Data(BaseDataset):
+            def _configure_dataset(self, output_dir):
+                pass
+
+            def train_stream(self, shard=Shard(0, 1)):
+                for i in shard.select(range(9)):
+                    yield {"x": np.full((3, 2), i, np.float32), "i": [i, i, i]}
+        """
+    )
+    dataset = create_dataset(load_config(config))
+    wrapper = StreamWrapper(
+        dataset.train_stream,
+        "train",
+        workers=2,
+        engine="dask",
+        scheduler=cluster.address,
+        cache=tmp_path / "c",
+    )
+    try:
+        with wrapper:
+            epochs = [[batch["i"][0] for batch in wrapper] for _ in range(3)]
+            assert wrapper.cache_mode == "write"
+    finally:
+        wrapper.close()
+    assert epochs == [list(range(9))] * 3
+    in_process = StreamWrapper(dataset.train_stream, "train", cache=tmp_path / "d")
+    with in_process:
+        list(in_process)
+    written = [(path / "data.arrow").read_bytes() for path in (wrapper.cache_path, in_process.cache_path)]
+    assert written[0] == written[1]  # the same cache whatever the engine
+    sealed = StreamWrapper(
+        dataset.train_stream,
+        "train",
+        workers=2,
+        engine="dask",
+        scheduler=cluster.address,
+        cache=tmp_path / "c",
+    )
+    with sealed:
+        assert [batch["i"][0] for batch in sealed] == list(range(9))
+        assert sealed.shard_engine is None  # a sealed cache needs no Dask actor
+    sealed.close()
