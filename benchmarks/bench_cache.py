@@ -109,9 +109,36 @@ def main() -> None:
             for batch in work.stream():
                 work.consume(batch)
 
-        source_s = median_seconds(source_pass)
-        build_s = median_seconds(lambda: write_cache(cache, work.stream(), work.consume))
+        def memmap_written() -> None:
+            images = np.lib.format.open_memmap(folder / "w-images.npy", "w+", np.uint8, work.images.shape)
+            labels = np.lib.format.open_memmap(folder / "w-labels.npy", "w+", np.int64, work.labels.shape)
+            for number, batch in enumerate(work.stream()):
+                work.consume(batch)
+                images[number * BATCH : (number + 1) * BATCH] = batch["images"]
+                labels[number * BATCH : (number + 1) * BATCH] = batch["labels"]
+            images.flush()
+            labels.flush()
+
+        # interleaved, so that a drift of the host's speed touches every variant alike
+        timings: dict[str, list[float]] = {"source": [], "cache": [], "memmap": []}
+        for _ in range(RUNS):
+            for key, run in (
+                ("source", source_pass),
+                ("cache", lambda: write_cache(cache, work.stream(), work.consume)),
+                ("memmap", memmap_written),
+            ):
+                timings[key].append(median_seconds(run, runs=1))
+        source_s, build_s, memmap_s = (
+            statistics.median(timings[key]) for key in ("source", "cache", "memmap")
+        )
         rows.append(("source pass, no cache", f"{source_s:.2f} s", ""))
+        rows.append(
+            (
+                "numpy memmap written through (floor)",
+                f"{memmap_s:.2f} s",
+                f"{memmap_s / source_s:.2f}x source",
+            )
+        )
         rows.append(
             ("write-through first pass", f"{build_s:.2f} s", f"{build_s / source_s:.2f}x source (<= 1.15)")
         )
@@ -174,6 +201,8 @@ def main() -> None:
             large_in_order()
             large_rate = large.nbytes * LARGE_BATCHES / median_seconds(large_in_order) / 1e9
         rows.append(("38.5 MB float32 batches in order", f"{large_rate:.2f} GB/s", ">= 5 GB/s"))
+        rows.extend(wrapper_rows(work, folder, source_s, in_order))
+        rows.extend(command_rows(folder))
         rows.extend(hf_rows(work, folder, in_order, shuffled))
     finally:
         shutil.rmtree(folder, ignore_errors=True)
@@ -181,6 +210,110 @@ def main() -> None:
     print(f"{'measure':<{width}}  {'figure':>12}  vs target")
     for name, figure, target in rows:
         print(f"{name:<{width}}  {figure:>12}  {target}")
+
+
+def wrapper_rows(
+    work: Workload, folder: Path, source_s: float, in_order: float
+) -> list[tuple[str, str, str]]:
+    """Return the rows of ``StreamWrapper(cache=DIR)``: its write-through pass and its cached passes."""
+    from emloop_ds import StreamWrapper
+
+    def plain_pass() -> None:
+        for batch in StreamWrapper(work.stream, "bench"):
+            work.consume(batch)
+
+    def written_pass() -> None:
+        shutil.rmtree(folder / "wrapper", ignore_errors=True)
+        wrapper = StreamWrapper(work.stream, "bench", cache=folder / "wrapper")
+        for batch in wrapper:
+            work.consume(batch)
+        wrapper.close()
+
+    plain_s = median_seconds(plain_pass)
+    written_s = median_seconds(written_pass)
+    cached = StreamWrapper(work.stream, "bench", cache=folder / "wrapper", shuffle=True)
+    assert cached.cache_mode == "read"
+
+    def cached_pass() -> None:
+        for batch in cached:
+            work.consume(batch)
+
+    cached_pass()
+    shuffled = work.bytes / median_seconds(cached_pass) / 1e9
+    ordered = StreamWrapper(work.stream, "bench", cache=folder / "wrapper")
+
+    def ordered_pass() -> None:
+        for batch in ordered:
+            work.consume(batch)
+
+    ordered_pass()
+    ordered_rate = work.bytes / median_seconds(ordered_pass) / 1e9
+    return [
+        ("StreamWrapper, no cache", f"{plain_s:.2f} s", f"{plain_s / source_s:.2f}x source pass"),
+        (
+            "StreamWrapper(cache=DIR) first pass",
+            f"{written_s:.2f} s",
+            f"{written_s / plain_s:.2f}x no cache (<= 1.15)",
+        ),
+        (
+            "StreamWrapper cached pass in order",
+            f"{ordered_rate:.2f} GB/s",
+            f"{ordered_rate / in_order:.2f}x reader",
+        ),
+        ("StreamWrapper cached pass shuffled", f"{shuffled:.2f} GB/s", ""),
+    ]
+
+
+COMMAND_DATASET = """
+import time
+
+import numpy as np
+
+from emloop_ds import BaseDataset, Shard
+
+
+class Images(BaseDataset):
+    def _configure_dataset(self, output_dir, batches=256):
+        self.batches = batches
+
+    def train_stream(self, shard=Shard(0, 1)):
+        rng = np.random.default_rng(0)
+        for number in shard.select(range(self.batches)):
+            end = time.perf_counter() + 0.005  # GIL-bound decoding
+            while time.perf_counter() < end:
+                pass
+            yield {
+                "images": np.full((32, 3, 64, 64), number % 256, np.uint8),
+                "labels": np.arange(number * 32, number * 32 + 32, dtype=np.int64),
+            }
+"""
+
+
+def command_rows(folder: Path) -> list[tuple[str, str, str]]:
+    """Return the row of ``emloop dataset cache --workers 2`` beside ``--workers 0``, wall time."""
+    import subprocess
+    import sys
+
+    (folder / "bench_images.py").write_text(COMMAND_DATASET, encoding="utf-8")
+    config = folder / "config.yaml"
+    config.write_text("dataset:\n  class: bench_images.Images\n", encoding="utf-8")
+    emloop = str(Path(sys.executable).parent / "emloop")
+
+    def build(workers: int) -> Callable[[], object]:
+        command = [emloop, "dataset", "cache", str(config), "--force", "--workers", str(workers)]
+        command += ["--cache-dir", str(folder / "command")]
+        return lambda: subprocess.run(command, check=True, cwd=folder, capture_output=True)
+
+    serial = median_seconds(build(0))
+    parallel = median_seconds(build(2))
+    return [
+        ("emloop dataset cache --workers 0", f"{serial:.2f} s", ""),
+        (
+            "emloop dataset cache --workers 2",
+            f"{parallel:.2f} s",
+            f"{parallel / serial:.2f}x --workers 0 (<= 0.6)",
+        ),
+    ]
 
 
 def hf_rows(work: Workload, folder: Path, in_order: float, shuffled: float) -> list[tuple[str, str, str]]:

@@ -296,3 +296,28 @@ def test_resume_from_a_cache_continues_exactly(tmp_path, shuffle, stop_at, prebu
     tail = [example_keys([b]) for epoch in read_epochs(second, 7) for b in epoch]
     assert (head + tail)[: len(reference)] == reference
     assert is_sealed(second.cache_path)
+
+
+@pytest.mark.usefixtures("workers_import_tests")
+def test_a_cached_state_resumes_with_workers_and_refuses_another_shuffle(tmp_path, cache_root):
+    dataset = make_dataset(tmp_path)
+
+    def make(**options: Any) -> StreamWrapper:
+        return StreamWrapper(dataset.decoded_stream, cache=True, workers=2, epoch_size=4, **options)
+
+    read_epochs(make(shuffle=True), 2)  # writes the cache: every run below reads it
+    reference = [example_keys([b]) for epoch in read_epochs(make(shuffle=True), 4) for b in epoch]
+    first = make(shuffle=True)
+    with first:
+        head = [example_keys([batch]) for batch in first]  # the first epoch: 4 batches
+        head += [example_keys([next(first)]) for _ in range(2)]
+    state = json.loads(json.dumps(first.state_dict()))
+    first.close()
+    with pytest.raises(ConfigError, match="shuffle"):
+        make().load_state_dict(state)
+    with pytest.raises(ConfigError, match="seed"):
+        make(shuffle=True, seed=1).load_state_dict(state)
+    second = make(shuffle=True)
+    second.load_state_dict(state)
+    tail = [example_keys([b]) for epoch in read_epochs(second, 4) for b in epoch]
+    assert (head + tail)[: len(reference)] == reference

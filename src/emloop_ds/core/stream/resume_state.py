@@ -4,12 +4,13 @@ NOTE [resume position]
 A state holds positions only: the epoch and the batches of it delivered, the pass of the stream, and per
 shard (one in this process, one per worker otherwise) the batches of that pass delivered and whether it
 still runs, with whose turn it is in an ordered merge; plus what identifies the stream and how it is
-read. Delivered means handed to the reader: batches that a buffer or a worker prepared but did not hand
-out are made again after a resume, not lost. A state taken right after the last batch of a fixed-size
-epoch names the next epoch's start; one taken right after a pass's last batch resumes with the next pass
-rather than an empty epoch. A shardable stream resumes in O(1), called with
-``Shard(..., start=batches of the pass delivered)``; any other stream makes and drops those batches
-(``EpochCutter._skip``); worker shards are shardable by construction.
+read (with a stream cache, whether it is shuffled and by which seed: NOTE [cached passes]). Delivered
+means handed to the reader: batches that a buffer or a worker prepared but did not hand out are made
+again after a resume, not lost. A state taken right after the last batch of a fixed-size epoch names the
+next epoch's start; one taken right after a pass's last batch resumes with the next pass rather than an
+empty epoch. A shardable stream resumes in O(1), called with ``Shard(..., start=batches of the pass
+delivered)``; any other stream makes and drops those batches (``EpochCutter._skip``); worker shards are
+shardable by construction. A cached wrapper is one shard whatever its workers: it reads the cache here.
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ class ResumeState:
     ordered: bool
     rank: int
     world_size: int
+    cache: bool
+    shuffle: bool
+    seed: int
     epoch: int
     batch: int
     pass_number: int
@@ -77,7 +81,7 @@ class ResumeState:
                 )
             if wanted is int and name != "epoch_size" and any(item < 0 for item in items):
                 raise ConfigError(f"stream state key {name!r} must be 0 or more, not {value}")
-        shards = max(int(state["workers"]), 1)
+        shards = 1 if state["cache"] else max(int(state["workers"]), 1)  # a cache is read in this process
         if len(state["shard_batches"]) != shards or len(state["shard_running"]) != shards:
             raise ConfigError(
                 f"stream state has {len(state['shard_batches'])} shard positions for {shards} shards; "
@@ -95,7 +99,8 @@ class ResumeState:
             raise ConfigError(
                 f"stream state has version {self.version}; this emloop-ds reads version {STATE_VERSION}"
             )
-        for name in ("stream", "fingerprint", "epoch_size", "workers", "ordered", "rank", "world_size"):
+        names = ("stream", "fingerprint", "epoch_size", "workers", "ordered", "rank", "world_size")
+        for name in (*names, "cache", "shuffle", "seed"):
             saved, current = getattr(self, name), getattr(expected, name)
             if saved != current:
                 raise ConfigError(
