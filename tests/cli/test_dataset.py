@@ -593,3 +593,18 @@ def test_a_class_with_thousands_of_methods_gets_a_short_suggestion(write_dataset
     assert "did you mean `method-1999`" in err
     assert err.endswith(", method-0029 and 1971 more\n")
     assert len(err) < 1000
+
+
+def test_dataset_help_gives_each_command_one_line_and_says_how_to_list_methods() -> None:
+    code, out, err = invoke("dataset", "--help")
+    assert (code, err) == (0, "")
+    commands = out.split("Commands:\n")[1].splitlines()
+    assert [line.split()[0] for line in commands] == ["download", "info", "stream"]
+    assert all(len(line) <= 80 and not line.endswith("...") for line in commands)
+    assert "emloop dataset methods CONFIG" in " ".join(out.split())
+
+
+def test_the_way_the_help_gives_to_list_methods_lists_them() -> None:
+    code, out, err = invoke("dataset", "methods", str(IRIS))
+    assert (code, out) == (2, "")
+    assert err.endswith("methods: class-counts, stream-info, test-stream, train-stream\n")
