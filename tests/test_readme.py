@@ -115,6 +115,13 @@ def _mirror_content(filename: str) -> bytes:
         return _idx(rng.integers(0, 256, size=(120, 28, 28)), magic=0x803)
     if filename.endswith("-idx1-ubyte.gz"):  # MNIST labels
         return _idx(rng.integers(0, 10, size=120), magic=0x801)
+    if filename == "digits-png.tar.gz":  # the digits example's real archive, as its make_mirror.py builds it
+        import runpy
+        import tempfile
+
+        make_mirror = runpy.run_path(str(REPO_ROOT / "examples" / "digits" / "make_mirror.py"))
+        with tempfile.TemporaryDirectory() as folder:
+            return Path(make_mirror["build_archive"](Path(folder))).read_bytes()
     raise AssertionError(f"no mirror content for {filename}: teach tests/test_readme.py to make it")
 
 

@@ -38,15 +38,18 @@ def build_archive(folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / ARCHIVE
     partial = target.with_suffix(".partial")
-    with open(partial, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as zipped:
-        with tarfile.open(fileobj=zipped, mode="w") as archive:
-            lines = io.StringIO()
-            for number, (image, label) in enumerate(zip(images, labels, strict=True)):
-                png = io.BytesIO()
-                Image.fromarray(image, mode="L").save(png, format="PNG")
-                _add(archive, f"digits/images/{number:05d}.png", png.getvalue())
-                lines.write(f"{number:05d}.png,{label}\n")
-            _add(archive, "digits/labels.csv", lines.getvalue().encode("ascii"))
+    with (
+        open(partial, "wb") as raw,
+        gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as zipped,
+        tarfile.open(fileobj=zipped, mode="w") as archive,
+    ):
+        lines = io.StringIO()
+        for number, (image, label) in enumerate(zip(images, labels, strict=True)):
+            png = io.BytesIO()
+            Image.fromarray(image, mode="L").save(png, format="PNG")
+            _add(archive, f"digits/images/{number:05d}.png", png.getvalue())
+            lines.write(f"{number:05d}.png,{label}\n")
+        _add(archive, "digits/labels.csv", lines.getvalue().encode("ascii"))
     partial.replace(target)
     return target
 

@@ -175,8 +175,8 @@ def test_info_errors_are_one_line_with_exit_code(
         (
             "nothing",
             2,
-            "`nothing` is neither a command nor a method of testdata_[0-9]+.Data; commands: download, info, "
-            "stream; methods: broken-stream, crash, stream-info, summary, train-stream",
+            "`nothing` is neither a command nor a method of testdata_[0-9]+.Data; commands: cache, download, "
+            "info, stream; methods: broken-stream, crash, stream-info, summary, train-stream",
         ),
         ("crash", 1, r"Data\.crash\(\) failed: KeyError: 'label'"),
         ("broken-stream", 1, r"Data\.broken_stream\(\) failed"),
@@ -464,7 +464,8 @@ def test_a_class_its_source_cannot_tell_about_is_built_to_find_the_method(
     assert (code, out) == (2, "")
     assert err.startswith("error: `sumary` is neither a command nor a method of testdata_")
     assert err.endswith(
-        ".Data; did you mean `summary`? commands: download, info, stream; methods: stream-info, summary\n"
+        ".Data; did you mean `summary`? commands: cache, download, info, stream; "
+        "methods: stream-info, summary\n"
     )
     code, out, err = invoke("dataset", "inof", config)
     assert "did you mean `info`?" in err
@@ -593,3 +594,18 @@ def test_a_class_with_thousands_of_methods_gets_a_short_suggestion(write_dataset
     assert "did you mean `method-1999`" in err
     assert err.endswith(", method-0029 and 1971 more\n")
     assert len(err) < 1000
+
+
+def test_dataset_help_gives_each_command_one_line_and_says_how_to_list_methods() -> None:
+    code, out, err = invoke("dataset", "--help")
+    assert (code, err) == (0, "")
+    commands = out.split("Commands:\n")[1].splitlines()
+    assert [line.split()[0] for line in commands] == ["cache", "download", "info", "stream"]
+    assert all(len(line) <= 80 and not line.endswith("...") for line in commands)
+    assert "emloop dataset methods CONFIG" in " ".join(out.split())
+
+
+def test_the_way_the_help_gives_to_list_methods_lists_them() -> None:
+    code, out, err = invoke("dataset", "methods", str(IRIS))
+    assert (code, out) == (2, "")
+    assert err.endswith("methods: class-counts, stream-info, test-stream, train-stream\n")

@@ -134,3 +134,11 @@ def test_no_arguments_still_show_the_help() -> None:
     assert code in (0, 2)  # Click 8.2 exits 2 after showing a group's help for no arguments
     assert "Commands:" in out + err
     assert "dataset" in out + err
+
+
+def test_version_prints_the_installed_distributions_version(emloop_command: str) -> None:
+    from importlib.metadata import version
+
+    assert invoke("--version") == (0, f"emloop {version('emloop-ds')}\n", "")
+    done = subprocess.run([emloop_command, "--version"], capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout, done.stderr) == (0, f"emloop {version('emloop-ds')}\n", "")

@@ -67,6 +67,27 @@ def test_names_of_the_class_and_its_emloop_base_are_read_without_importing(tmp_p
     assert module not in sys.modules
 
 
+@pytest.mark.parametrize(
+    ("imports", "base"),
+    [
+        ("import emloop as el", "el.DownloadableDataset"),
+        ("from emloop.datasets import DownloadableDataset", "DownloadableDataset"),
+    ],
+)
+def test_emloop_names_of_the_base_classes_are_read_live(tmp_path: Path, imports: str, base: str) -> None:
+    source = f"""
+    {imports}
+
+    class Data({base}):
+        def summary(self):
+            pass
+    """
+    names = read_class_names(f"{write_module(tmp_path, source)}.Data", [tmp_path])
+    assert names is not None
+    assert names.functions == {"summary", "stream_info", "download"}
+    assert {"data_root", "download_urls"} <= names.others
+
+
 def test_bases_are_followed_through_imports_and_packages(tmp_path: Path) -> None:
     base = write_module(
         tmp_path,

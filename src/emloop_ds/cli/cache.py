@@ -115,26 +115,23 @@ def _build(
     dataset: Any, name: str, root: Path | None, force: bool, engine_kwargs: dict[str, Any]
 ) -> CacheResult:
     """Build one stream's cache (unless complete), with a progress bar of batches and bytes on a terminal."""
-    from tqdm import tqdm
-
+    from emloop_ds.cli.stream_progress import open_batch_progress
     from emloop_ds.core.cache.build import ensure_cache
     from emloop_ds.core.cache.fingerprint import stream_cache_path
     from emloop_ds.core.cache.reader import is_sealed, read_info
     from emloop_ds.core.cache.stream import stream_fingerprint
-    from emloop_ds.core.download.progress import format_bytes
     from emloop_ds.core.throughput import find_stream
 
     path = stream_cache_path(dataset, name, root)
     known_batches = read_info(path).batches if is_sealed(path) else None  # an ETA for a rebuild
     stream_fn = find_stream(dataset, name)
-    with tqdm(
-        desc=name, total=known_batches, unit=" batches", file=sys.stderr, disable=not sys.stderr.isatty()
-    ) as bar:
+    with open_batch_progress(name, known_batches) as progress:
+        written = 0
 
         def on_batch(writer: Any) -> None:
-            bar.update()
-            if bar.n % 16 == 0:
-                bar.set_postfix_str(format_bytes(writer.bytes_written), refresh=False)
+            nonlocal written
+            progress.advance(writer.bytes_written - written)
+            written = writer.bytes_written
 
         return ensure_cache(
             path,

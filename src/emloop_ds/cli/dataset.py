@@ -133,14 +133,21 @@ def _quote(names: list[str]) -> str:
 def dataset() -> None:
     """Work with the dataset named by an emloop config.
 
-    Besides the commands below, `emloop dataset METHOD CONFIG [KEY=VALUE]...` calls any public method
-    of the dataset with no arguments and prints its result (YAML, or JSON with --json).
+    Any public method of the dataset that takes no arguments is a command too: `emloop dataset METHOD
+    CONFIG [KEY=VALUE]...` calls it and prints its result (YAML, or JSON with --json). A name that is
+    neither lists the dataset's methods, e.g. `emloop dataset methods CONFIG`.
 
     Example: emloop dataset info examples/iris/config.yaml dataset.batch_size=32
     """
 
 
-dataset.add_command(info)
-dataset.add_command(download)
-dataset.add_command(stream)
-dataset.add_command(cache)
+# One line each in `emloop dataset --help`; Click would cut each command's first sentence at the width.
+_PURPOSES = {
+    info: "Show each stream's sources: dtype, shape, range, NaN.",
+    download: "Download and extract the dataset's files.",
+    stream: "Read a stream and measure how fast batches come.",
+    cache: "Compute streams once into caches that later reads replay.",
+}
+for _command, _purpose in _PURPOSES.items():
+    _command.short_help = _purpose
+    dataset.add_command(_command)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Literal
 
@@ -97,9 +96,8 @@ def stream(
 
     Example: emloop dataset stream examples/iris/config.yaml --epochs 10 --workers 2 [--engine dask]
     """
-    from tqdm import tqdm
-
     from emloop_ds.cli.render import print_json, render_throughput, throughput_json
+    from emloop_ds.cli.stream_progress import open_batch_progress
     from emloop_ds.core.config import load_config
     from emloop_ds.core.factory import create_dataset
     from emloop_ds.core.throughput import find_stream, measure_stream
@@ -124,7 +122,7 @@ def stream(
         "the stream may be endless: --epoch-size N reads epochs of N batches"
     )
     total = epochs * epoch_size if epoch_size is not None else None
-    with tqdm(desc=stream_name, total=total, unit=" batches", file=sys.stderr, dynamic_ncols=True) as bar:
+    with open_batch_progress(stream_name, total) as progress:
         report = measure_stream(
             stream_fn,
             stream_name,
@@ -140,8 +138,8 @@ def stream(
             cache=cache,
             shuffle=shuffle,
             seed=seed or 0,
-            on_batch=bar.update,
-            on_endless_hint=lambda: tqdm.write(hint, file=sys.stderr),
+            on_batch=progress.advance,
+            on_endless_hint=lambda: progress.note(hint),
             endless_hint_after_s=ENDLESS_HINT_AFTER_S,
         )
     if as_json:

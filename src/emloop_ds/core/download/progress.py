@@ -309,7 +309,7 @@ class LineProgress:
                 return
             self._last_s = now_s
             eta_s = counts.eta_s()
-            eta = "unknown" if eta_s is None else _duration(eta_s)
+            eta = "unknown" if eta_s is None else format_duration(eta_s)
             rate = format_bytes(int(counts.rate_bytes_s()))
             line = (
                 f"progress: {counts.done_files} of {counts.total_files} files, "
@@ -348,7 +348,8 @@ def format_bytes(n_bytes: int) -> str:
     return f"{size:.1f} TiB"
 
 
-def _duration(seconds: float) -> str:
+def format_duration(seconds: float) -> str:
+    """Return a duration for people: ``45s``, ``2m 10s``, ``1h 05m``."""
     minutes, secs = divmod(int(seconds + 0.5), 60)
     hours, minutes = divmod(minutes, 60)
     if hours:
