@@ -60,7 +60,7 @@ def test_names_of_the_class_and_its_emloop_base_are_read_without_importing(tmp_p
     names = read_class_names(f"{module}.Data", [tmp_path])
     assert names == ClassNames(
         functions=frozenset({"summary", "fetch", "stream_info", "download"}),
-        others=frozenset({"LABELS", "needs", "size", "data_root", "download_urls"}),
+        others=frozenset({"LABELS", "needs", "size", "data_root", "download_urls", "cached"}),
     )
     assert "size" in names
     assert "_private" not in names
