@@ -97,6 +97,29 @@ def test_a_state_right_after_the_last_batch_of_a_pass_skips_no_epoch():
     assert [b["pass"][0] for b in second] == [1] * PASS_LENGTH
 
 
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_epochs_resumed_at_a_pass_end_are_numbered_as_without_the_resume(kind):
+    def make() -> StreamWrapper:
+        return StreamWrapper(functools.partial(_selected, []), **KINDS[kind])
+
+    first = make()
+    with first:
+        for _ in range(PASS_LENGTH):  # without epoch_size the state cannot know that the pass ended
+            next(first)
+    state = first.state_dict()
+    assert (state["epoch"], state["batch"]) == (0, PASS_LENGTH)
+    second = make()
+    second.load_state_dict(state)
+    with second:
+        for _ in range(3):
+            assert next(second)["pass"] == [1]
+        assert (second.state_dict()["epoch"], second.state_dict()["batch"]) == (1, 3)
+        assert len(list(second)) == PASS_LENGTH - 3
+        assert (second.state_dict()["epoch"], second.state_dict()["batch"]) == (2, 0)
+        assert [b["pass"][0] for b in second] == [2] * PASS_LENGTH
+        assert (second.state_dict()["epoch"], second.state_dict()["batch"]) == (3, 0)
+
+
 def test_a_select_stream_resumes_without_making_the_skipped_batches():
     made: list[tuple[int, int]] = []
     length = 1_000_000

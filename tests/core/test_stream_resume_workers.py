@@ -89,6 +89,24 @@ def test_unordered_workers_resume_with_the_undelivered_batches_only(stop_at):
 
 
 @pytest.mark.usefixtures("workers_import_tests")
+@pytest.mark.parametrize("ordered", [True, False])
+def test_epochs_resumed_at_a_pass_end_on_workers_are_numbered_as_without_the_resume(ordered):
+    def make() -> StreamWrapper:
+        return StreamWrapper(functools.partial(selected, length=LENGTH), workers=2, ordered=ordered)
+
+    head, state = _read_and_save(make(), LENGTH, _number_and_pass)
+    assert (state["epoch"], state["batch"]) == (0, LENGTH)
+    second = make()
+    second.load_state_dict(state)
+    try:
+        with second:
+            assert sorted(_number_and_pass(batch) for batch in second) == [(n, 1) for n in range(LENGTH)]
+            assert (second.state_dict()["epoch"], second.state_dict()["batch"]) == (2, 0)
+    finally:
+        second.close()
+
+
+@pytest.mark.usefixtures("workers_import_tests")
 def test_a_state_of_another_worker_count_is_refused():
     from emloop_ds import ConfigError
 

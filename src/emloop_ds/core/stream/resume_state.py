@@ -7,7 +7,9 @@ still runs, with whose turn it is in an ordered merge; plus what identifies the 
 read. Delivered means handed to the reader: batches that a buffer or a worker prepared but did not hand
 out are made again after a resume, not lost. A state taken right after the last batch of a fixed-size
 epoch names the next epoch's start; one taken right after a pass's last batch resumes with the next pass
-rather than an empty epoch. A shardable stream resumes in O(1), called with
+rather than an empty epoch, and, without ``epoch_size``, counts the saved epoch as ended once the resumed
+pass is found empty (``EpochCutter.has_ended_resumed_epoch``, ``ShardMerge._end_pass``), so that epoch
+numbers go on as without the resume. A shardable stream resumes in O(1), called with
 ``Shard(..., start=batches of the pass delivered)``; any other stream makes and drops those batches
 (``EpochCutter._skip``); worker shards are shardable by construction.
 """
