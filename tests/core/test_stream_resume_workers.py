@@ -90,12 +90,23 @@ def test_unordered_workers_resume_with_the_undelivered_batches_only(stop_at):
 
 @pytest.mark.usefixtures("workers_import_tests")
 @pytest.mark.parametrize("ordered", [True, False])
-def test_epochs_resumed_at_a_pass_end_on_workers_are_numbered_as_without_the_resume(ordered):
+@pytest.mark.parametrize("is_end_read", [False, True])
+def test_epochs_resumed_at_a_pass_end_on_workers_are_numbered_as_without_the_resume(ordered, is_end_read):
     def make() -> StreamWrapper:
         return StreamWrapper(functools.partial(selected, length=LENGTH), workers=2, ordered=ordered)
 
-    head, state = _read_and_save(make(), LENGTH, _number_and_pass)
-    assert (state["epoch"], state["batch"]) == (0, LENGTH)
+    first = make()
+    try:
+        with first:
+            if is_end_read:  # the epoch's end was read: the state knows that the epoch ended
+                assert len(list(first)) == LENGTH
+            else:  # only its last batch: the resumed stream finds out
+                for _ in range(LENGTH):
+                    next(first)
+            state = first.state_dict()
+    finally:
+        first.close()
+    assert (state["epoch"], state["batch"]) == ((1, 0) if is_end_read else (0, LENGTH))
     second = make()
     second.load_state_dict(state)
     try:

@@ -157,7 +157,7 @@ class EpochCutter:
                 is_fresh, self._stream = self._is_stream_fresh, None
                 if is_fresh and self._is_resumed_tail:  # resumed right at a pass end: that epoch had ended
                     self._is_resumed_tail = False
-                    if self._epoch_size <= 0:
+                    if self._epoch_size <= 0 and self._epoch_start < 0:  # it had batches: not ended yet
                         self._end_epoch()
                         self._has_ended_resumed_epoch = True
                     continue

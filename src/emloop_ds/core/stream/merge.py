@@ -171,7 +171,7 @@ class ShardMerge:
         """Note that every shard ended; return whether that also ends the epoch."""
         self._needs_pass = True
         if self._is_pass_fresh and self._is_resumed_pass:  # resumed right at the pass end: NOTE [shard merge]
-            if self._epoch_size <= 0:  # so the saved epoch had ended with its last batch
+            if self._epoch_size <= 0 and self._epoch_batches > 0:  # the saved epoch ended with its last batch
                 self._epoch_batches = 0
                 self._epochs_ended += 1
             return False
