@@ -9,6 +9,7 @@ from typing import Literal
 import click
 
 from emloop_ds.cli.options import config_argument, json_option, overrides_argument, verbose_option
+from emloop_ds.cli.stream_state import open_state_file, progress_done, sigterm_as_interrupt, state_options
 
 __all__ = ["ENDLESS_HINT_AFTER_S", "stream"]
 
@@ -78,8 +79,10 @@ DEFAULT_SCHEDULER_TIMEOUT_S = 10.0
     default=None,
     help="With --engine dask, seconds to wait for the scheduler and its workers.  [default: 10]",
 )
+@state_options
 @json_option
 @verbose_option
+@sigterm_as_interrupt
 def stream(
     config: Path,
     overrides: tuple[str, ...],
@@ -93,11 +96,16 @@ def stream(
     engine: Literal["processes", "dask"],
     scheduler: str | None,
     scheduler_timeout_s: float | None,
+    state_path: Path | None,
+    state_every: int | None,
+    rank: int,
+    world_size: int,
     as_json: bool,
 ) -> None:
     """Read a stream with a progress bar, then show batches, examples, rates and waits per batch.
 
-    Ctrl-C stops the read, shows the summary of what was read and exits with 130.
+    Ctrl-C stops the read, shows the summary of what was read and exits with 130; SIGTERM does the same
+    and exits with 143. With --state FILE the read resumes where the last one stopped.
 
     Example: emloop dataset stream examples/iris/config.yaml --epochs 10 --workers 2 [--engine dask]
     """
@@ -105,6 +113,7 @@ def stream(
 
     from emloop_ds.cli.render import print_json, render_throughput, throughput_json
     from emloop_ds.core.config import load_config
+    from emloop_ds.core.errors import TerminatedError
     from emloop_ds.core.factory import create_dataset
     from emloop_ds.core.throughput import find_stream, measure_stream
 
@@ -113,13 +122,17 @@ def stream(
     if unordered and workers == 0:
         raise click.UsageError("--unordered needs worker processes: add --workers N with N of 1 or more")
     _check_engine_options(engine, workers, scheduler, scheduler_timeout_s)
+    state_file = open_state_file(state_path, state_every, rank, world_size)
     stream_fn = find_stream(create_dataset(load_config(config, overrides)), stream_name)
     hint = (
         f"hint: the first epoch of stream `{stream_name}` has not ended after {ENDLESS_HINT_AFTER_S:g} s; "
         "the stream may be endless: --epoch-size N reads epochs of N batches"
     )
     total = epochs * epoch_size if epoch_size is not None else None
-    with tqdm(desc=stream_name, total=total, unit=" batches", file=sys.stderr, dynamic_ncols=True) as bar:
+    done = progress_done(state_file, epoch_size)
+    with tqdm(
+        desc=stream_name, total=total, initial=done, unit=" batches", file=sys.stderr, dynamic_ncols=True
+    ) as bar:
         report = measure_stream(
             stream_fn,
             stream_name,
@@ -135,14 +148,17 @@ def stream(
             on_batch=bar.update,
             on_endless_hint=lambda: tqdm.write(hint, file=sys.stderr),
             endless_hint_after_s=ENDLESS_HINT_AFTER_S,
+            rank=rank,
+            world_size=world_size,
+            state_file=state_file,
         )
     if as_json:
         print_json(throughput_json(report))
     else:
         render_throughput(report)
     if report.interrupted:
-        # The summary is out; the root reports the interruption and exits with 130 as for any command.
-        raise KeyboardInterrupt
+        # The summary is out; the root reports the interruption and exits with 130 (143 for SIGTERM).
+        raise TerminatedError if report.interrupted_by == "SIGTERM" else KeyboardInterrupt
 
 
 def _check_engine_options(
