@@ -287,7 +287,9 @@ def test_sigterm_mid_epoch_exits_143_and_the_resumed_run_reads_exactly_the_rest(
     assert interrupted["resumed_at"] is None
     saved = json.loads(state.read_text())
     assert saved["epoch"] == 1
-    assert saved["batch"] == 4  # in order: the batches before the blocked one, whatever was made ahead
+    # Ahead of the reader, a buffer or a worker may block before the reader had all the batches before.
+    assert saved["batch"] == 4 if not options else saved["batch"] <= 4
+    assert interrupted["batches"] == LENGTH + saved["batch"]
     (tmp_path / "block").unlink()
     resumed = _summary([*command, "--state", state])
     assert resumed["resumed_at"] == {"epoch": 1, "batch": saved["batch"]}
