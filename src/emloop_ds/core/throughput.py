@@ -287,7 +287,7 @@ def measure_stream(
     tally = _Tally(stream=stream)
     start = clock()
     hint = None
-    if epoch_size is None and on_endless_hint is not None and resumed_at is None:
+    if epoch_size is None and on_endless_hint is not None:
         hint = _EndlessHint(start + endless_hint_after_s, on_endless_hint)
     interrupted_by = None
     try:

@@ -130,8 +130,10 @@ def write_state_atomically(path: Path, state: dict[str, Any]) -> None:
             os.fsync(descriptor)
         finally:
             os.close(descriptor)
-    except OSError as exc:
+    except BaseException as exc:  # a Ctrl-C during the write too: leave no temporary file behind
         temporary.unlink(missing_ok=True)
+        if not isinstance(exc, OSError):
+            raise
         raise StreamError(
             f"cannot write the stream state to {path} ({describe_exception(exc)}); check that its folder "
             "exists and is writable, or pass another --state path"
