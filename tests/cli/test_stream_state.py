@@ -289,11 +289,13 @@ def test_sigterm_mid_epoch_exits_143_and_the_resumed_run_reads_exactly_the_rest(
     assert saved["epoch"] == 1
     # Ahead of the reader, a buffer or a worker may block before the reader had all the batches before.
     assert saved["batch"] == 4 if not options else saved["batch"] <= 4
-    assert interrupted["batches"] == LENGTH + saved["batch"]
+    # A signal landing between the wrapper handing a batch out and the summary counting it (NOTE [state
+    # file]) leaves that batch out of the summary only; the state says what the wrapper handed out.
+    delivered = LENGTH + saved["batch"]
+    assert interrupted["batches"] in (delivered, delivered - 1)
     (tmp_path / "block").unlink()
     resumed = _summary([*command, "--state", state])
     assert resumed["resumed_at"] == {"epoch": 1, "batch": saved["batch"]}
-    assert interrupted["batches"] + resumed["batches"] == whole["batches"] == 3 * LENGTH
-    assert interrupted["examples"] + resumed["examples"] == whole["examples"]
+    assert delivered + resumed["batches"] == whole["batches"] == 3 * LENGTH
     if not options:  # in this process a batch is made only when it is delivered: the very same batches
         assert Counter(made(tmp_path)) == Counter(whole_made)

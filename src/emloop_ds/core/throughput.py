@@ -353,14 +353,14 @@ def _read_epochs(
                     except StopIteration:
                         break
                     after = clock()
-                    if state_file is not None:
-                        if resumed_at is not None:  # the first batch since the resume
-                            resumed_at, epoch = None, _epoch_of_first_batch(wrapper, epoch)
-                            if epoch >= epochs:
-                                state_file.keep()  # the run had read all its epochs: it stays as saved
-                                return
-                        state_file.count_batch(wrapper)
+                    if resumed_at is not None:  # the first batch since the resume
+                        resumed_at, epoch = None, _epoch_of_first_batch(wrapper, epoch)
+                        if epoch >= epochs and state_file is not None:
+                            state_file.keep()  # the run had read all its epochs: it stays as saved
+                            return
                     tally.add(batch, after - start, after - before)
+                    if state_file is not None:
+                        state_file.count_batch(wrapper)  # after the count: NOTE [state file]
                     if on_batch is not None:
                         on_batch()
                     if hint is not None:
