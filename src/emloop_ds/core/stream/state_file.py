@@ -7,9 +7,9 @@ so that a kill or a power cut at any moment leaves the old state or the new one,
 that stops (the end, Ctrl-C, SIGTERM, a failure) writes the state of the batches it was handed; with
 ``every`` it also writes after every ``every`` batches, so that a SIGKILL loses at most that many. A file
 that cannot be resumed from is refused before anything is read, and left as it is.
-The state is what the wrapper handed out. A Ctrl-C or SIGTERM lands wherever the reader is; in the few
-bytecodes between the wrapper handing a batch out and the reader counting it, that batch is in the
-state but not in the reader's count. So the reader saves after counting, never between.
+The state says what the wrapper handed out, the reader's summary what it counted: a Ctrl-C or SIGTERM
+landing in the few bytecodes between the two leaves that batch in the state (it is not read again after
+the resume) but out of the count. The reader saves after counting a batch, so a save never widens that gap.
 """
 
 from __future__ import annotations
