@@ -57,6 +57,20 @@ def test_the_summary_names_the_engine_and_the_scheduler(cluster: DaskTestCluster
     assert cluster.address in table.stdout
 
 
+def test_a_dask_run_resumes_from_its_state_file(cluster: DaskTestCluster, tmp_path: Path) -> None:
+    cluster.wait_for_workers()
+    config, state = write_dataset(tmp_path), tmp_path / "run.state"
+    dask = ["--workers", "2", "--engine", "dask", "--scheduler", cluster.address, "--epoch-size", "3"]
+    first = run(config, *dask, "--epochs", "1", "--state", state, "--json")
+    assert first.exit_code == 0, first.output
+    resumed = run(config, *dask, "--epochs", "4", "--state", state, "--json")
+    assert resumed.exit_code == 0, resumed.output
+    summary = json.loads(resumed.stdout)
+    assert (summary["resumed_at"], summary["batches"]) == ({"epoch": 1, "batch": 0}, 9)
+    whole = json.loads(run(config, "--epoch-size", "3", "--epochs", "4", "--json").stdout)
+    assert json.loads(first.stdout)["examples"] + summary["examples"] == whole["examples"]
+
+
 def test_dask_engine_without_workers_is_a_usage_error(tmp_path: Path) -> None:
     result = run(write_dataset(tmp_path), "--engine", "dask")
     assert result.exit_code == 2

@@ -160,6 +160,25 @@ def test_shards_make_no_batch_beyond_their_credit(engine_on, tmp_path: Path) -> 
     assert [batch["i"][0] for batch in received] == list(range(8))
 
 
+def test_a_pass_started_at_start_skips_those_batches_and_the_next_pass_starts_at_0(
+    engine_on, tmp_path: Path
+) -> None:
+    log = tmp_path / "produced.log"
+    engine = engine_on(_spec(tmp_path, length=12, log=log), 2)
+    for shard, start in ((0, 4), (1, 2)):
+        engine.start_pass(shard, 0, start)
+        engine.grant(shard, 12)
+    resumed = [[engine.receive(shard)[1] for _ in range(7 - start)] for shard, start in ((0, 4), (1, 2))]
+    assert [[item["i"][0] for item in items[:-1]] for items in resumed] == [[8, 10], [5, 7, 9, 11]]
+    assert all(isinstance(items[-1], ShardEnd) for items in resumed)
+    assert sorted(map(int, log.read_text().split())) == [5, 7, 8, 9, 10, 11]  # nothing skipped was made
+    items = _read_pass(engine, epoch=1)
+    assert [[item["i"][0] for item in shard_items[:-1]] for shard_items in items] == [
+        list(range(0, 12, 2)),
+        list(range(1, 12, 2)),
+    ]
+
+
 def test_receive_any_shard_returns_every_item_once(engine_on, tmp_path: Path) -> None:
     engine = engine_on(_spec(tmp_path, length=20), 2)
     for shard in range(2):

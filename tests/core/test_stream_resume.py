@@ -85,6 +85,7 @@ def test_a_state_after_a_whole_epoch_resumes_at_the_next_epoch_not_an_empty_one(
     second = StreamWrapper(functools.partial(_selected, made))
     second.load_state_dict(state)
     assert [b["pass"][0] for b in second] == [1] * PASS_LENGTH
+    assert (second.state_dict()["epoch"], second.state_dict()["batch"]) == (2, 0)
 
 
 def test_a_state_right_after_the_last_batch_of_a_pass_skips_no_epoch():
@@ -95,6 +96,33 @@ def test_a_state_right_after_the_last_batch_of_a_pass_skips_no_epoch():
     second = StreamWrapper(functools.partial(_selected, made))
     second.load_state_dict(first.state_dict())
     assert [b["pass"][0] for b in second] == [1] * PASS_LENGTH
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+@pytest.mark.parametrize("is_end_read", [False, True])
+def test_epochs_resumed_at_a_pass_end_are_numbered_as_without_the_resume(kind, is_end_read):
+    def make() -> StreamWrapper:
+        return StreamWrapper(functools.partial(_selected, []), **KINDS[kind])
+
+    first = make()
+    with first:
+        if is_end_read:
+            assert len(list(first)) == PASS_LENGTH
+        else:  # without epoch_size the state cannot know that the pass ended
+            for _ in range(PASS_LENGTH):
+                next(first)
+    state = first.state_dict()
+    assert (state["epoch"], state["batch"]) == ((1, 0) if is_end_read else (0, PASS_LENGTH))
+    second = make()
+    second.load_state_dict(state)
+    with second:
+        for _ in range(3):
+            assert next(second)["pass"] == [1]
+        assert (second.state_dict()["epoch"], second.state_dict()["batch"]) == (1, 3)
+        assert len(list(second)) == PASS_LENGTH - 3
+        assert (second.state_dict()["epoch"], second.state_dict()["batch"]) == (2, 0)
+        assert [b["pass"][0] for b in second] == [2] * PASS_LENGTH
+        assert (second.state_dict()["epoch"], second.state_dict()["batch"]) == (3, 0)
 
 
 def test_a_select_stream_resumes_without_making_the_skipped_batches():

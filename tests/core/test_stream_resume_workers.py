@@ -89,6 +89,35 @@ def test_unordered_workers_resume_with_the_undelivered_batches_only(stop_at):
 
 
 @pytest.mark.usefixtures("workers_import_tests")
+@pytest.mark.parametrize("ordered", [True, False])
+@pytest.mark.parametrize("is_end_read", [False, True])
+def test_epochs_resumed_at_a_pass_end_on_workers_are_numbered_as_without_the_resume(ordered, is_end_read):
+    def make() -> StreamWrapper:
+        return StreamWrapper(functools.partial(selected, length=LENGTH), workers=2, ordered=ordered)
+
+    first = make()
+    try:
+        with first:
+            if is_end_read:  # the epoch's end was read: the state knows that the epoch ended
+                assert len(list(first)) == LENGTH
+            else:  # only its last batch: the resumed stream finds out
+                for _ in range(LENGTH):
+                    next(first)
+            state = first.state_dict()
+    finally:
+        first.close()
+    assert (state["epoch"], state["batch"]) == ((1, 0) if is_end_read else (0, LENGTH))
+    second = make()
+    second.load_state_dict(state)
+    try:
+        with second:
+            assert sorted(_number_and_pass(batch) for batch in second) == [(n, 1) for n in range(LENGTH)]
+            assert (second.state_dict()["epoch"], second.state_dict()["batch"]) == (2, 0)
+    finally:
+        second.close()
+
+
+@pytest.mark.usefixtures("workers_import_tests")
 def test_a_state_of_another_worker_count_is_refused():
     from emloop_ds import ConfigError
 

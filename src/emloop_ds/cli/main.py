@@ -12,7 +12,7 @@ import click
 from emloop_ds.cli.dataset import dataset
 from emloop_ds.cli.options import VERBOSE_KEY, verbose_option
 from emloop_ds.cli.stderr import echo_stderr
-from emloop_ds.core.errors import EmloopDsError
+from emloop_ds.core.errors import EmloopDsError, TerminatedError
 
 __all__ = ["LIBRARY_LOGGERS", "cli", "main"]
 
@@ -59,6 +59,9 @@ class EmloopGroup(click.Group):
             sys.exit(exc.exit_code)
         except click.ClickException as exc:
             _exit_for_click_error(ctx, exc)
+        except TerminatedError as exc:  # SIGTERM, where a command turns it into this KeyboardInterrupt
+            _report(ctx, exc, "terminated")
+            sys.exit(exc.exit_code)
         except KeyboardInterrupt as exc:
             _report(ctx, exc, "interrupted")
             sys.exit(EXIT_INTERRUPTED)

@@ -374,6 +374,7 @@ def throughput_json(report: ThroughputReport) -> dict[str, Any]:
         "wait_p95_seconds": report.wait_p95_seconds,
         "wait_max_seconds": report.wait_max_seconds,
         "interrupted": report.interrupted,
+        "resumed_at": report.resumed_at,
     }
 
 
@@ -387,7 +388,8 @@ def render_throughput(report: ThroughputReport) -> None:
     if report.workers:
         buffering = f"{report.buffer_size:,} batches in flight per worker"
     workers = f"{report.workers:,} ({'ordered' if report.ordered else 'as ready'})" if report.workers else "0"
-    title = f"{report.stream} stream" + (" (interrupted by Ctrl-C)" if report.interrupted else "")
+    interruption = f" (interrupted by {report.interrupted_by or 'Ctrl-C'})" if report.interrupted else ""
+    title = f"{report.stream} stream{interruption}"
     table = Table(title=escape(title), title_justify="left")
     table.add_column("measure")
     table.add_column("value", justify="right")
@@ -410,6 +412,7 @@ def render_throughput(report: ThroughputReport) -> None:
         ("wait per batch, median", _milliseconds(report.wait_median_seconds)),
         ("wait per batch, p95", _milliseconds(report.wait_p95_seconds)),
         ("wait per batch, max", _milliseconds(report.wait_max_seconds)),
+        *((("resumed at", _resumed_at(report.resumed_at)),) if report.resumed_at is not None else ()),
     ):
         table.add_row(measure, value)
     console = stdout_console()
@@ -419,6 +422,10 @@ def render_throughput(report: ThroughputReport) -> None:
             f"The stream delivers a batch every {1e3 / report.batches_per_second:.3g} ms; "
             "a training step that takes longer is not waiting for data."
         )
+
+
+def _resumed_at(position: dict[str, int]) -> str:
+    return f"epoch {position['epoch']:,}, batch {position['batch']:,}"
 
 
 def _figure(value: float | None, unit: str = "", digits: int = 1) -> str:

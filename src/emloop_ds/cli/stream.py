@@ -16,6 +16,7 @@ from emloop_ds.cli.options import (
     overrides_argument,
     verbose_option,
 )
+from emloop_ds.cli.stream_state import open_state_file, progress_done, sigterm_as_interrupt, state_options
 
 __all__ = ["ENDLESS_HINT_AFTER_S", "stream"]
 
@@ -69,8 +70,10 @@ DEFAULT_SCHEDULER_TIMEOUT_S = 10.0
 )
 @click.option("--seed", type=int, default=None, help="With --shuffle, the permutations' seed.  [default: 0]")
 @cache_dir_option
+@state_options
 @json_option
 @verbose_option
+@sigterm_as_interrupt
 def stream(
     config: Path,
     overrides: tuple[str, ...],
@@ -88,17 +91,23 @@ def stream(
     shuffle: bool,
     seed: int | None,
     cache_dir: Path | None,
+    state_path: Path | None,
+    state_every: int | None,
+    rank: int,
+    world_size: int,
     as_json: bool,
 ) -> None:
     """Read a stream with a progress bar, then show batches, examples, rates and waits per batch.
 
-    Ctrl-C stops the read, shows the summary of what was read and exits with 130.
+    Ctrl-C stops the read, shows the summary of what was read and exits with 130; SIGTERM does the same
+    and exits with 143. With --state FILE the read resumes where the last one stopped.
 
     Example: emloop dataset stream examples/iris/config.yaml --epochs 10 --workers 2 [--engine dask]
     """
     from emloop_ds.cli.render import print_json, render_throughput, throughput_json
     from emloop_ds.cli.stream_progress import open_batch_progress
     from emloop_ds.core.config import load_config
+    from emloop_ds.core.errors import TerminatedError
     from emloop_ds.core.factory import create_dataset
     from emloop_ds.core.throughput import find_stream, measure_stream
 
@@ -116,13 +125,15 @@ def stream(
         from emloop_ds.cli.cache import use_cache_dir
 
         cache = use_cache_dir(cache_dir) or True
+    state_file = open_state_file(state_path, state_every, rank, world_size)
     stream_fn = find_stream(create_dataset(load_config(config, overrides)), stream_name)
     hint = (
         f"hint: the first epoch of stream `{stream_name}` has not ended after {ENDLESS_HINT_AFTER_S:g} s; "
         "the stream may be endless: --epoch-size N reads epochs of N batches"
     )
     total = epochs * epoch_size if epoch_size is not None else None
-    with open_batch_progress(stream_name, total) as progress:
+    done = progress_done(state_file, epoch_size)
+    with open_batch_progress(stream_name, total, initial=done) as progress:
         report = measure_stream(
             stream_fn,
             stream_name,
@@ -141,11 +152,14 @@ def stream(
             on_batch=progress.advance,
             on_endless_hint=lambda: progress.note(hint),
             endless_hint_after_s=ENDLESS_HINT_AFTER_S,
+            rank=rank,
+            world_size=world_size,
+            state_file=state_file,
         )
     if as_json:
         print_json(throughput_json(report))
     else:
         render_throughput(report)
     if report.interrupted:
-        # The summary is out; the root reports the interruption and exits with 130 as for any command.
-        raise KeyboardInterrupt
+        # The summary is out; the root reports the interruption and exits with 130 (143 for SIGTERM).
+        raise TerminatedError if report.interrupted_by == "SIGTERM" else KeyboardInterrupt

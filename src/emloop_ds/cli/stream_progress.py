@@ -32,16 +32,26 @@ class BatchProgress(Protocol):
 
 @contextlib.contextmanager
 def open_batch_progress(
-    stream_name: str, total: int | None, clock: Callable[[], float] = time.monotonic
+    stream_name: str, total: int | None, clock: Callable[[], float] = time.monotonic, initial: int = 0
 ) -> Iterator[BatchProgress]:
-    """Report the read of ``total`` batches (``None`` if unknown) of ``stream_name`` on standard error."""
+    """Report the read of ``total`` batches (``None`` if unknown) of ``stream_name`` on standard error.
+
+    ``initial`` batches count as read already (by the run a resumed one continues).
+    """
     if sys.stderr.isatty():
         from tqdm import tqdm
 
-        with tqdm(desc=stream_name, total=total, unit=" batches", file=sys.stderr, dynamic_ncols=True) as bar:
+        with tqdm(
+            desc=stream_name,
+            total=total,
+            initial=initial,
+            unit=" batches",
+            file=sys.stderr,
+            dynamic_ncols=True,
+        ) as bar:
             yield _TqdmBatches(bar)
     else:
-        yield BatchLines(stream_name, total, sys.stderr, clock=clock)
+        yield BatchLines(stream_name, total, sys.stderr, clock=clock, initial=initial)
 
 
 class _TqdmBatches:
@@ -75,14 +85,15 @@ class BatchLines:
         file: TextIO,
         interval_s: float = LINE_INTERVAL_S,
         clock: Callable[[], float] = time.monotonic,
+        initial: int = 0,
     ) -> None:
-        """Write to ``file``, reading the time from ``clock``."""
+        """Write to ``file``, reading the time from ``clock``; ``initial`` batches count as read already."""
         self._stream_name = stream_name
         self._total = total
         self._file = file
         self._interval_s = interval_s
         self._clock = clock
-        self._batches = 0
+        self._batches = self._initial = initial
         self._bytes = 0
         self._started_s = self._last_s = clock()
 
@@ -100,7 +111,7 @@ class BatchLines:
         print(message, file=self._file, flush=True)
 
     def _line(self, elapsed_s: float) -> str:
-        rate = self._batches / elapsed_s if elapsed_s > 0 else 0.0
+        rate = (self._batches - self._initial) / elapsed_s if elapsed_s > 0 else 0.0
         size = f" ({format_bytes(self._bytes)})" if self._bytes else ""
         if self._total is None:
             return f"progress: {self._stream_name} {self._batches} batches{size}, {rate:.1f} batches/s"

@@ -14,6 +14,8 @@
         ├── ExtractionError       an archive is broken or unsafe to extract
         └── DownloadCancelledError  exit code 130: the download was interrupted (Ctrl-C)
 
+    TerminatedError               exit code 143: SIGTERM, raised as a KeyboardInterrupt (not one of ours)
+
 Each error carries ``exit_code``; the CLI root is the one place that turns it into a process exit.
 ``describe_exception`` renders any exception as the one line our messages quote.
 """
@@ -32,6 +34,7 @@ __all__ = [
     "StreamError",
     "StreamNotEnteredError",
     "StreamProducerError",
+    "TerminatedError",
     "describe_exception",
 ]
 
@@ -91,6 +94,15 @@ class DownloadCancelledError(DownloadError):
     """Report that a download stopped because it was interrupted; its partial file is kept for resuming."""
 
     exit_code = 130
+
+
+class TerminatedError(KeyboardInterrupt):
+    """Report SIGTERM (sent by SLURM or Kubernetes before a kill) as an interruption, as Ctrl-C is.
+
+    It is a ``KeyboardInterrupt``, so that everything that stops cleanly on Ctrl-C stops the same way.
+    """
+
+    exit_code = 143
 
 
 def describe_exception(exc: BaseException) -> str:

@@ -11,11 +11,14 @@ import time
 from collections.abc import Callable, Mapping, Sized
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from emloop_ds.core.errors import ConfigError, EmloopDsError, StreamError, describe_exception
+from emloop_ds.core.errors import ConfigError, EmloopDsError, StreamError, TerminatedError, describe_exception
 from emloop_ds.core.schema import STREAM_SUFFIX, require_equal_lengths, stream_names
 from emloop_ds.core.stream.wrapper import StreamWrapper
+
+if TYPE_CHECKING:
+    from emloop_ds.core.stream.state_file import StateFile
 
 __all__ = ["ThroughputReport", "WaitSketch", "find_stream", "measure_stream"]
 
@@ -25,7 +28,7 @@ class ThroughputReport:
     """What reading a stream took; ``nbytes`` is ``None`` when no source held arrays.
 
     The waits are how long each read of a batch took the reader; median and p95 are within 1% of the
-    exact values (``WaitSketch``). ``interrupted`` says that Ctrl-C ended the read early.
+    exact values (``WaitSketch``). ``interrupted`` says that Ctrl-C or SIGTERM ended the read early.
     """
 
     stream: str
@@ -50,6 +53,10 @@ class ThroughputReport:
     """With Dask, the scheduler's address, or ``local`` for a LocalCluster the read started."""
     cache: str | None = None
     """``"write"`` if the read wrote the stream's cache, ``"read"`` if it read one, None without a cache."""
+    interrupted_by: str | None = None
+    """What ended the read early: ``Ctrl-C`` or ``SIGTERM``; None if nothing did."""
+    resumed_at: dict[str, int] | None = None
+    """Where a read resumed from a state file: ``{"epoch": E, "batch": B}``; None for a fresh start."""
 
     @property
     def batches_per_second(self) -> float | None:
@@ -225,6 +232,9 @@ def measure_stream(
     clock: Callable[[], float] = time.perf_counter,
     on_endless_hint: Callable[[], object] | None = None,
     endless_hint_after_s: float = 10.0,
+    rank: int = 0,
+    world_size: int = 1,
+    state_file: StateFile | None = None,
 ) -> ThroughputReport:
     """Read ``epochs`` epochs of a stream through a ``StreamWrapper`` and report the throughput.
 
@@ -245,9 +255,14 @@ def measure_stream(
         clock: the wall clock in seconds, replaceable in tests.
         on_endless_hint: called once if, without ``epoch_size``, a batch of the first epoch arrives
             ``endless_hint_after_s`` or more after the start: the stream may never end.
+        rank: this reader's rank of ``world_size`` in a data-parallel job (``StreamWrapper``).
+        state_file: resume from it if it was read (``StateFile.read``) and save the state to it, every
+            N batches if it says so and whenever the read stops (NOTE [state file]). ``epochs`` then
+            counts the epochs of the whole run, those read before the resume included.
 
     Raises:
         StreamError: if the stream fails; the dataset's exception is its cause.
+        ConfigError: if the state file's state is of another stream, config or parameters.
     """
     options: dict[str, Any] = {}
     if engine == "dask":
@@ -257,6 +272,8 @@ def measure_stream(
     wrapper = StreamWrapper(
         stream_fn,
         stream,
+        rank=rank,
+        world_size=world_size,
         buffer_size=buffer_size,
         epoch_size=epoch_size or -1,
         eager=eager,
@@ -269,19 +286,30 @@ def measure_stream(
         from emloop_ds.core.stream.worker_source import DEFAULT_BUFFER_SIZE
 
         buffer_size = DEFAULT_BUFFER_SIZE
+    resumed_at = None
+    if state_file is not None:
+        try:
+            state_file.resume(wrapper)
+        except BaseException:
+            wrapper.close()
+            raise
+        resumed_at = state_file.resumed_at
     tally = _Tally(stream=stream)
     start = clock()
     hint = None
     if epoch_size is None and on_endless_hint is not None:
         hint = _EndlessHint(start + endless_hint_after_s, on_endless_hint)
+    interrupted_by = None
     try:
-        _read_epochs(wrapper, epochs, tally, clock, start, on_batch, hint)
-    except KeyboardInterrupt:
-        interrupted = True
-    else:
-        interrupted = False
+        _read_epochs(wrapper, epochs, tally, clock, start, on_batch, hint, state_file)
+    except KeyboardInterrupt as exc:
+        interrupted_by = "SIGTERM" if isinstance(exc, TerminatedError) else "Ctrl-C"
     finally:
-        wrapper.close()  # stops the worker processes or the Dask cluster, if any
+        try:
+            if state_file is not None:
+                state_file.save(wrapper)  # NOTE [state file]: whatever ended the read
+        finally:
+            wrapper.close()  # stops the worker processes or the Dask cluster, if any
     seconds = clock() - start
     if engine == "dask":
         scheduler = getattr(wrapper.shard_engine, "scheduler", None) or scheduler or "local"
@@ -299,12 +327,14 @@ def measure_stream(
         wait_median_seconds=tally.waits.quantile(0.5),
         wait_p95_seconds=tally.waits.quantile(0.95),
         wait_max_seconds=tally.waits.max_seconds,
-        interrupted=interrupted,
+        interrupted=interrupted_by is not None,
         workers=workers,
         ordered=ordered,
         engine=engine if workers > 0 else "in-process",
         scheduler=scheduler if workers > 0 and engine == "dask" else None,
         cache=wrapper.cache_mode,
+        interrupted_by=interrupted_by,
+        resumed_at=resumed_at,
     )
 
 
@@ -316,11 +346,17 @@ def _read_epochs(
     start: float,
     on_batch: Callable[[], object] | None,
     hint: _EndlessHint | None,
+    state_file: StateFile | None,
 ) -> None:
-    """Read the epochs into ``tally``, timing each read; wrap the dataset's exceptions in ``StreamError``."""
+    """Read the epochs into ``tally``, timing each read; wrap the dataset's exceptions in ``StreamError``.
+
+    After a resume, epochs are counted from the resumed one, so that ``epochs`` counts the whole run.
+    """
+    resumed_at = state_file.resumed_at if state_file is not None else None
+    epoch = resumed_at["epoch"] if resumed_at is not None else 0
     try:
         with wrapper:
-            for _ in range(epochs):
+            while epoch < epochs:
                 while True:
                     before = clock()
                     try:
@@ -328,12 +364,20 @@ def _read_epochs(
                     except StopIteration:
                         break
                     after = clock()
+                    if resumed_at is not None:  # the first batch since the resume
+                        resumed_at, epoch = None, _epoch_of_first_batch(wrapper, epoch)
+                        if epoch >= epochs and state_file is not None:
+                            state_file.keep()  # the run had read all its epochs: it stays as saved
+                            return
                     tally.add(batch, after - start, after - before)
+                    if state_file is not None:
+                        state_file.count_batch(wrapper)  # after the count: NOTE [state file]
                     if on_batch is not None:
                         on_batch()
                     if hint is not None:
                         hint.check(after)
                 hint = None  # the first epoch has ended
+                epoch += 1
     except EmloopDsError:
         raise
     except Exception as exc:
@@ -341,3 +385,13 @@ def _read_epochs(
             f"stream `{wrapper.name}` failed after {tally.batches} batches: {describe_exception(exc)} "
             "(--verbose shows the traceback)"
         ) from exc
+
+
+def _epoch_of_first_batch(wrapper: StreamWrapper, resumed_epoch: int) -> int:
+    """Return the epoch of the first batch read since a resume at ``resumed_epoch``.
+
+    Without ``epoch_size`` it is the next one if the state was taken after the last batch of a pass,
+    which only the resumed stream finds out (NOTE [resume position]); epochs of a fixed size leave no doubt.
+    """
+    state = wrapper.state_dict()
+    return resumed_epoch if state["epoch_size"] > 0 else max(int(state["epoch"]), resumed_epoch)

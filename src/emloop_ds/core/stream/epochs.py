@@ -35,6 +35,7 @@ class EpochCutter:
         "_epoch_size",
         "_epoch_start",
         "_epochs_ended",
+        "_has_ended_resumed_epoch",
         "_is_resumed_tail",
         "_is_shardable",
         "_is_stream_fresh",
@@ -68,6 +69,7 @@ class EpochCutter:
         self._pass_starts: list[tuple[int, int]] = []  # (pass number, _produced at its first batch)
         self._resume_start = 0
         self._is_resumed_tail = False
+        self._has_ended_resumed_epoch = False
         self._stream: Iterator[Batch] | None = None
         self._is_stream_fresh = False
 
@@ -80,6 +82,15 @@ class EpochCutter:
     def position(self) -> tuple[int, int, int]:
         """Return the epoch ends made, the batches made, and the batches made when the last epoch ended."""
         return self._epochs_ended, self._produced, self._epoch_start
+
+    @property
+    def has_ended_resumed_epoch(self) -> bool:
+        """Return whether a resume at a pass's end found it ended, ending the saved epoch without a None.
+
+        Without ``epoch_size`` a state taken after a pass's last batch cannot know that the pass had
+        ended; the resumed stream finds out, and that epoch counts as ended (NOTE [resume position]).
+        """
+        return self._has_ended_resumed_epoch
 
     def pass_position(self, batch: int) -> tuple[int, int]:
         """Return the pass of the batch numbered ``batch`` (as ``_produced`` counts) and its place in it."""
@@ -144,8 +155,12 @@ class EpochCutter:
                 batch = next(self.get_stream())
             except StopIteration:
                 is_fresh, self._stream = self._is_stream_fresh, None
-                if is_fresh and self._is_resumed_tail:
-                    continue  # resumed right at a pass end: that epoch had ended for the reader
+                if is_fresh and self._is_resumed_tail:  # resumed right at a pass end: that epoch had ended
+                    self._is_resumed_tail = False
+                    if self._epoch_size <= 0 and self._epoch_start < 0:  # it had batches: not ended yet
+                        self._end_epoch()
+                        self._has_ended_resumed_epoch = True
+                    continue
                 if self._epoch_size <= 0:
                     self._end_epoch()
                     return None

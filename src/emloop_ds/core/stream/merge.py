@@ -18,7 +18,8 @@ NOTE [shard merge]
   delivered and whether it still runs, and whose turn it is; ``resume`` starts the next pass from there,
   each running shard at ``Shard(..., start=its delivered count)``, ended shards not at all. Batches that
   were granted but not delivered are made again. A resumed pass that yields nothing more ends no epoch:
-  the reader had already had its last batch.
+  the reader had already had its last batch; without ``epoch_size`` that epoch is then counted as ended,
+  so the next pass is the next epoch in the numbering too.
 - A failure reaches the reader in stream order as ``StreamProducerError`` from the original exception;
   the failed shard counts as ended for this pass and the others go on.
 """
@@ -155,7 +156,7 @@ class ShardMerge:
         self._is_pass_fresh = True
         self._turn = 0
         starts, running = [0] * self._count, [True] * self._count
-        self._is_resumed_pass = self._resume_from is not None
+        self._is_resumed_pass = self._resume_from is not None and any(self._resume_from[0])
         if self._resume_from is not None:
             starts, running, self._turn = self._resume_from
             self._resume_from = None
@@ -169,8 +170,11 @@ class ShardMerge:
     def _end_pass(self) -> bool:
         """Note that every shard ended; return whether that also ends the epoch."""
         self._needs_pass = True
-        if self._is_pass_fresh and self._is_resumed_pass:
-            return False  # resumed right at the pass end: NOTE [shard merge]
+        if self._is_pass_fresh and self._is_resumed_pass:  # resumed right at the pass end: NOTE [shard merge]
+            if self._epoch_size <= 0 and self._epoch_batches > 0:  # the saved epoch ended with its last batch
+                self._epoch_batches = 0
+                self._epochs_ended += 1
+            return False
         if self._epoch_size <= 0:
             self._epoch_batches = 0
             self._epochs_ended += 1

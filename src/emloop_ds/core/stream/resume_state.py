@@ -8,9 +8,11 @@ read (with a stream cache, whether it is shuffled and by which seed: NOTE [cache
 means handed to the reader: batches that a buffer or a worker prepared but did not hand out are made
 again after a resume, not lost. A state taken right after the last batch of a fixed-size epoch names the
 next epoch's start; one taken right after a pass's last batch resumes with the next pass rather than an
-empty epoch. A shardable stream resumes in O(1), called with ``Shard(..., start=batches of the pass
-delivered)``; any other stream makes and drops those batches (``EpochCutter._skip``); worker shards are
-shardable by construction. A cached wrapper is one shard whatever its workers: it reads the cache here.
+empty epoch, and, without ``epoch_size``, counts the saved epoch as ended once the resumed pass is found
+empty (``EpochCutter.has_ended_resumed_epoch``, ``ShardMerge._end_pass``), so that epoch numbers go on as
+without the resume. A shardable stream resumes in O(1), called with ``Shard(..., start=batches of the
+pass delivered)``; any other stream makes and drops those batches (``EpochCutter._skip``); worker shards
+are shardable by construction. A cached wrapper is one shard whatever its workers: it reads the cache here.
 """
 
 from __future__ import annotations

@@ -244,6 +244,8 @@ class StreamWrapper:
         else:
             source: EpochCutter | ThreadBuffer = self._buffer or self._epochs
             epochs_ended, delivered, epoch_start = source.position()
+            if source is self._buffer and self._epochs.has_ended_resumed_epoch:  # NOTE [resume position]
+                epochs_ended, epoch_start = epochs_ended + 1, epoch_start if epochs_ended else 0
             batch = delivered - epoch_start
             pass_number, pass_batch = self._epochs.pass_position(delivered)
             shard_batches, shard_running, turn = [pass_batch], [True], 0

@@ -37,6 +37,9 @@ class RemoteFailure:
 Chunk = tuple[int, int, list[Batch], str | RemoteFailure | None]
 """What one call returns: (generation, position of its first batch, batches, outcome).
 
+Positions count the batches this actor made in the pass, from 0 even when the pass was opened at a
+resume's ``start`` (the engine puts chunks in order from 0 each pass).
+
 The outcome is None while the stream goes on, ``END`` or a ``RemoteFailure`` after its last batch. A
 position of -1 marks a call that belonged to a pass the actor has already left.
 """
@@ -82,9 +85,10 @@ class ShardActor:
             return (generation, -1, [], None)
         if generation > self._generation:
             self._generation, self._stream, self._position, self._is_done = generation, None, 0, False
-        start = self._position
+        # Not ``start``: that opens the shard; chunk positions count from 0 each pass (see Chunk).
+        first = self._position
         if self._is_done:
-            return (generation, start, [], None)
+            return (generation, first, [], None)
         batches: list[Batch] = []
         outcome: str | RemoteFailure | None = None
         try:
@@ -99,4 +103,4 @@ class ShardActor:
         if outcome is not None:
             self._is_done, self._stream = True, None
         self._position += len(batches)
-        return (generation, start, batches, outcome)
+        return (generation, first, batches, outcome)

@@ -2,15 +2,17 @@
 
 NOTE [dask chunks]
 Each shard lives in one ``ShardActor`` on a worker (shards spread over distinct workers). The engine asks
-it for batches with ``produce(generation, epoch, count)`` calls, each taking all the shard's unused credit
-(NOTE [shard credits], ``engine.py``), at most ``_CALLS_IN_FLIGHT`` at once, so that the worker always has
-the next call waiting while the reader side receives the last one, and credit that arrives meanwhile
-makes the next call bigger (fewer round trips per batch).
+it for batches with ``produce(generation, epoch, count, start)`` calls, each taking all the shard's unused
+credit (NOTE [shard credits], ``engine.py``), at most ``_CALLS_IN_FLIGHT`` at once, so that the worker
+always has the next call waiting while the reader side receives the last one, and credit that arrives
+meanwhile makes the next call bigger (fewer round trips per batch).
 - Calls on one actor can complete, and even run, out of order (they travel on separate connections), so
   each chunk says at which position of the pass it starts; the engine keeps early chunks aside until the
   gap before them is filled. No batch is lost or repeated: the actor numbers what it makes.
 - ``start_pass`` only bumps the shard's generation; the actor starts the new pass when the first call of
   that generation reaches it, and answers calls of older generations with an empty chunk that is dropped.
+  Every call carries the pass's ``start`` (a resume's delivered count), but only the first call of a
+  generation opens the shard with it; chunk positions count from 0 each pass, whatever the start.
 - A call that fails (its worker died or cannot be reached) ends the shard's pass with a ``ShardFailure``
   after the batches already in order; so does the actor's task going to error while the reader waits,
   which the engine checks every ``_WATCH_INTERVAL_S`` since a call to a dead worker may never complete.
