@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 from emloop_ds.core.errors import ConfigError
@@ -52,8 +52,14 @@ class ResumeState:
     turn: int
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the state as a plain dict of str, int and bool values."""
-        return asdict(self)
+        """Return the state as a plain dict of str, int and bool values (and lists of them, copied).
+
+        Built field by field: ``dataclasses.asdict`` deep-copies recursively, 10x the cost of a state_dict.
+        """
+        state = {name: getattr(self, name) for name in _FIELD_NAMES}
+        state["shard_batches"] = list(self.shard_batches)
+        state["shard_running"] = list(self.shard_running)
+        return state
 
     @classmethod
     def from_dict(cls, state: object) -> ResumeState:
@@ -112,6 +118,7 @@ class ResumeState:
 
 
 _TYPES: dict[str, type] = {"int": int, "str": str, "bool": bool}
+_FIELD_NAMES = tuple(field.name for field in fields(ResumeState))
 
 
 def _is_a(value: object, wanted: type) -> bool:

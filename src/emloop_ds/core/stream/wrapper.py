@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING, Any, Literal, Self, overload
 
 from emloop_ds.core.stream.buffer import ThreadBuffer
 from emloop_ds.core.stream.epochs import EpochCutter
+from emloop_ds.core.stream.resume_state import STATE_VERSION, ResumeState
 from emloop_ds.core.stream.source import BatchSource
 from emloop_ds.core.types import Batch
 
 if TYPE_CHECKING:
     from emloop_ds.core.cache.stream import CachedStream
     from emloop_ds.core.stream.engine import ShardEngine
-    from emloop_ds.core.stream.resume_state import ResumeState
     from emloop_ds.core.stream.worker_source import WorkerSource
 
 __all__ = ["Profile", "StreamWrapper"]
@@ -197,6 +197,7 @@ class StreamWrapper:
         self._read = self._source.next_batch  # bound once: __next__ is the per-batch path
         self._options = options
         self._resumed_epoch = 0  # the epoch where a resume began
+        self._identity = ""  # stream_identity(stream_fn), on the first state
 
     def state_dict(self) -> dict[str, Any]:
         """Return where the reader is, as a small JSON-serialisable dict: positions only, no batches.
@@ -217,7 +218,6 @@ class StreamWrapper:
             StreamError: if this wrapper was read already.
         """
         from emloop_ds.core.errors import StreamError
-        from emloop_ds.core.stream.resume_state import ResumeState
 
         saved = ResumeState.from_dict(state)
         current = self._state()
@@ -236,8 +236,6 @@ class StreamWrapper:
         self._resumed_epoch = saved.epoch
 
     def _state(self) -> ResumeState:
-        from emloop_ds.core.stream.resume_state import STATE_VERSION, ResumeState, stream_identity
-
         epoch_size = self._options.get("epoch_size", -1)
         if self._workers is not None:
             epochs_ended, batch, pass_number, shard_batches, shard_running, turn = self._workers.position()
@@ -255,7 +253,7 @@ class StreamWrapper:
         return ResumeState(
             version=STATE_VERSION,
             stream=self._name or "",
-            fingerprint=stream_identity(self._stream_fn),
+            fingerprint=self._identity or self._compute_identity(),
             epoch_size=max(epoch_size, 0),
             workers=self._options.get("workers", 0),
             ordered=self._options.get("ordered", True),
@@ -271,6 +269,12 @@ class StreamWrapper:
             shard_running=shard_running,
             turn=turn,
         )
+
+    def _compute_identity(self) -> str:
+        from emloop_ds.core.stream.resume_state import stream_identity
+
+        self._identity = stream_identity(self._stream_fn)
+        return self._identity
 
     @property
     def name(self) -> str | None:
