@@ -5,14 +5,13 @@ where its bytes came from (``<part>.json``: the URL, ETag and Last-Modified), so
 from __future__ import annotations
 
 import json
-import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
 from emloop_ds.core.download.checksum import Checksum, StreamingHasher
-from emloop_ds.core.download.durable import write_json_atomically
+from emloop_ds.core.download.durable import flush_file_data, write_json_atomically
 from emloop_ds.core.download.progress import FileProgress
 from emloop_ds.core.download.response import Body, Validators
 from emloop_ds.core.errors import DownloadCancelledError, DownloadError
@@ -149,10 +148,11 @@ class PartFile:
         raise DownloadCancelledError(f"interrupted; {self.size} bytes are kept in {self.path} for resuming")
 
     def finish(self) -> Checksum:
-        """Flush the file to disk (NOTE [durable rename]), close it and return the checksum of its bytes."""
+        """Flush the file to disk (NOTE [durable rename], in groups: NOTE [group data flush]), close it and
+        return the checksum of its bytes."""
         try:
             self._file.flush()
-            os.fsync(self._file.fileno())
+            flush_file_data(self._file.fileno(), self.size)
         except OSError as exc:
             raise self._disk_error("write", exc) from exc
         self._close_file()
