@@ -11,6 +11,7 @@ import pytest
 from emloop_ds import StreamWrapper
 from emloop_ds.core.config import load_config
 from emloop_ds.core.factory import create_dataset
+from tests.core.resume_reading import read_saving_state
 from tests.dask_cluster import DaskTestCluster, run_dask_cluster
 
 pytest.importorskip("distributed")
@@ -44,19 +45,7 @@ def _key(batch: Any) -> tuple[int, int]:
 
 def _read(stream: StreamWrapper, total: int) -> tuple[list[tuple[int, int]], dict[str, Any]]:
     """Read ``total`` batches over as many epochs as it takes; return them and the state after the last."""
-    out: list[tuple[int, int]] = []
-    state = stream.state_dict()
-    try:
-        with stream:
-            while len(out) < total:
-                for batch in stream:
-                    out.append(_key(batch))
-                    state = stream.state_dict()
-                    if len(out) == total:
-                        break
-    finally:
-        stream.close()
-    return out, state
+    return read_saving_state(stream, total, _key)
 
 
 @pytest.mark.parametrize("epoch_size", [-1, 4])

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from emloop_ds import StreamWrapper
+from tests.core.resume_reading import read_saving_state
 from tests.core.shard_streams import selected
 
 LENGTH = 9
@@ -36,26 +37,10 @@ def _read(stream: StreamWrapper, total: int, key: Callable[[Any], Any]) -> list[
 
 def _resumed_run(make: Callable[[], StreamWrapper], stop_at: int, key: Callable[[Any], Any]) -> list[Any]:
     first = make()
-    head = _read_and_save(first, stop_at, key)
+    head = read_saving_state(first, stop_at, key)
     second = make()
     second.load_state_dict(json.loads(json.dumps(head[1])))
-    return [k for _, k in head[0]] + [k for _, k in _read(second, TOTAL - stop_at, key)]
-
-
-def _read_and_save(stream: StreamWrapper, total: int, key: Callable[[Any], Any]) -> tuple[list[Any], Any]:
-    out: list[tuple[int, Any]] = []
-    state = stream.state_dict()
-    try:
-        with stream:
-            while len(out) < total:
-                for batch in stream:
-                    out.append((0, key(batch)))
-                    state = stream.state_dict()
-                    if len(out) == total:
-                        break
-    finally:
-        stream.close()
-    return out, state
+    return head[0] + [k for _, k in _read(second, TOTAL - stop_at, key)]
 
 
 def _number_and_pass(batch: Any) -> tuple[int, int]:
