@@ -173,9 +173,8 @@ def write_json_atomically(path: Path, data: Any, *, durable: bool = True) -> Non
     descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)  # unique to this thread
     try:
         with os.fdopen(descriptor, "w", encoding="utf-8") as file:
-            file.write(
-                json.dumps(data, separators=(",", ":"))
-            )  # dumps is C; dump streams in Python, 5x slower
+            # json.dumps encodes in C; json.dump would encode in Python, at twice the time
+            file.write(json.dumps(data, separators=(",", ":")))
             if durable:
                 file.flush()
                 os.fsync(file.fileno())
