@@ -5,6 +5,12 @@ The rule and the runner are in tests/markdown_blocks.py; the guide's pages are r
 
 from __future__ import annotations
 
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -40,3 +46,38 @@ def test_readme_example_runs_as_written(
     name: str, source: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     run_block(source, f"README.md:{name}", tmp_path, monkeypatch)
+
+
+_CONSOLE = re.compile(r"^```console\n\$ (.*?)\n(.*?)^```$", re.MULTILINE | re.DOTALL)
+_VARIES = re.compile(r"\d (ms|s)\b|/s\b")  # timings and rates differ from run to run
+
+
+def test_the_walk_through_prints_what_the_readme_shows(tmp_path: Path) -> None:
+    text = README.read_text(encoding="utf-8")
+    dataset_module = next(source for _, source in BLOCKS if "class Flowers(" in source)
+    config = re.search(r"^```yaml\n(dataset:\n  class: flowers\.Flowers\n.*?)^```$", text, re.M | re.S)
+    assert config, "the README's flowers.yaml block is missing"
+    shutil.copytree(
+        REPO_ROOT / "examples", tmp_path / "examples", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    (tmp_path / "flowers.py").write_text(dataset_module, encoding="utf-8")
+    (tmp_path / "flowers.yaml").write_text(config.group(1), encoding="utf-8")
+    sessions = _CONSOLE.findall(text)
+    assert [command.split()[2] for command, _ in sessions] == ["download", "info", "stream"]
+    for command, shown in sessions:
+        arguments = shlex.split(command.replace("$PWD", str(tmp_path)))
+        assert arguments[0] == "emloop"
+        ran = subprocess.run(
+            [sys.executable, "-m", "emloop_ds", *arguments[1:]],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "COLUMNS": "200"},
+            check=False,
+        )
+        assert ran.returncode == 0, ran.stderr
+        printed = [line.rstrip() for line in ran.stdout.splitlines()]
+        for line in shown.splitlines():
+            if not _VARIES.search(line):
+                assert line.rstrip() in printed, f"`{command}` no longer prints {line!r}:\n{ran.stdout}"
