@@ -1,51 +1,29 @@
 """Run every complete ```python example of README.md as written, so that none can drift from the code.
 
-The rule (README.md, "Development"): a ```python block is run unless its first line is a comment starting
-with `# fragment:`, which says what the block leaves out (a model, a training loop). Each block runs on its
-own in a temporary folder holding a copy of `examples/`, whose configs download from a `file://` mirror
-built here instead of the internet.
+The rule and the runner are in tests/markdown_blocks.py; the guide's pages are run by tests/test_docs.py.
 """
 
 from __future__ import annotations
 
-import contextlib
-import gzip
-import hashlib
-import io
+import os
 import re
+import shlex
 import shutil
+import subprocess
+import sys
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import pytest
 
-from emloop_ds.core.config import decode_yaml, encode_yaml
+from tests.markdown_blocks import FRAGMENT_MARKER, REPO_ROOT, python_blocks, run_block, runnable
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 README = REPO_ROOT / "README.md"
-FRAGMENT_MARKER = "# fragment:"
-_BLOCK = re.compile(r"^```python\n(.*?)^```$", re.MULTILINE | re.DOTALL)
-
-
-def python_blocks(text: str) -> list[tuple[str, str]]:
-    """Return (id, source) of each ```python block: the id is its line number and nearest heading."""
-    blocks = []
-    for match in _BLOCK.finditer(text):
-        line = text.count("\n", 0, match.start()) + 1
-        headings = re.findall(r"^#+ (.*)$", text[: match.start()], re.MULTILINE)
-        heading = re.sub(r"\W+", "-", headings[-1] if headings else "top").strip("-").lower()
-        blocks.append((f"line-{line}-{heading}", match.group(1)))
-    return blocks
-
-
 BLOCKS = python_blocks(README.read_text(encoding="utf-8"))
-RUNNABLE = [(name, source) for name, source in BLOCKS if not source.startswith(FRAGMENT_MARKER)]
+RUNNABLE = runnable(BLOCKS)
 
 
 def test_the_readme_has_complete_examples_and_marked_fragments() -> None:
-    assert len(RUNNABLE) >= 3
-    assert len(BLOCKS) > len(RUNNABLE)  # the training loop with a model is a fragment
+    assert len(RUNNABLE) >= 1
     for _, source in BLOCKS:
         assert FRAGMENT_MARKER not in source.partition("\n")[2], "the marker belongs on the first line"
 
@@ -60,71 +38,46 @@ def test_block_extraction_follows_fences_and_the_marker() -> None:
         ("line-2-t", "print(1)\n"),
         ("line-6-u", "# fragment: needs a model\nmodel()\n"),
     ]
+    assert runnable(python_blocks(text)) == [("line-2-t", "print(1)\n")]
 
 
 @pytest.mark.parametrize(("name", "source"), RUNNABLE, ids=[name for name, _ in RUNNABLE])
 def test_readme_example_runs_as_written(
     name: str, source: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    work = tmp_path / "work"
-    shutil.copytree(REPO_ROOT / "examples", work / "examples", ignore=shutil.ignore_patterns("__pycache__"))
-    mirror_downloads(work / "examples", tmp_path / "mirror")
-    monkeypatch.chdir(work)
-    output = io.StringIO()
-    with contextlib.redirect_stdout(output):
-        exec(compile(source, f"README.md:{name}", "exec"), {"__name__": "__readme__"})
-    for expected in re.findall(r"print\(.*\)  # (.+)$", source, re.MULTILINE):
-        assert expected in output.getvalue(), f"README promises {expected!r}; printed {output.getvalue()!r}"
+    run_block(source, f"README.md:{name}", tmp_path, monkeypatch)
 
 
-def mirror_downloads(examples: Path, mirror: Path) -> None:
-    """Point every download of the configs under ``examples`` at ``file://`` copies made in ``mirror``."""
-    mirror.mkdir()
-    for config_path in examples.glob("*/config.yaml"):
-        config = decode_yaml(config_path.read_text(encoding="utf-8"))
-        section = config["dataset"]
-        if section.get("download_filenames"):  # the url_root form: one root, each file checked by md5
-            names = [
-                entry if isinstance(entry, str) else entry["filename"]
-                for entry in section["download_filenames"]
-            ]
-            section["download_filenames"] = [_mirror_file(mirror, name) for name in names]
-            section["url_root"] = mirror.as_uri() + "/"
-        elif section.get("download_urls"):
-            urls = [entry if isinstance(entry, str) else entry["url"] for entry in section["download_urls"]]
-            names = [url.rstrip("/").rpartition("/")[2] for url in urls]
-            section["download_urls"] = [
-                {"url": (mirror / name).as_uri(), "md5": _mirror_file(mirror, name)["md5"]} for name in names
-            ]
-        else:
-            continue
-        config_path.write_text(encode_yaml(config), encoding="utf-8")
+_CONSOLE = re.compile(r"^```console\n\$ (.*?)\n(.*?)^```$", re.MULTILINE | re.DOTALL)
+_VARIES = re.compile(r"\d (ms|s)\b|/s\b")  # timings and rates differ from run to run
 
 
-def _mirror_file(mirror: Path, name: str) -> dict[str, str]:
-    """Write the stand-in for ``name`` into ``mirror``; return its entry of ``download_filenames``."""
-    target = mirror / name
-    target.write_bytes(_mirror_content(name))
-    return {"filename": name, "md5": hashlib.md5(target.read_bytes()).hexdigest()}
-
-
-def _mirror_content(filename: str) -> bytes:
-    """Make a small stand-in for a file of an example's dataset; extend this for a new example."""
-    rng = np.random.default_rng(len(filename))
-    if filename.endswith("-idx3-ubyte.gz"):  # MNIST images: 120 of 28x28 bytes
-        return _idx(rng.integers(0, 256, size=(120, 28, 28)), magic=0x803)
-    if filename.endswith("-idx1-ubyte.gz"):  # MNIST labels
-        return _idx(rng.integers(0, 10, size=120), magic=0x801)
-    if filename == "digits-png.tar.gz":  # the digits example's real archive, as its make_mirror.py builds it
-        import runpy
-        import tempfile
-
-        make_mirror = runpy.run_path(str(REPO_ROOT / "examples" / "digits" / "make_mirror.py"))
-        with tempfile.TemporaryDirectory() as folder:
-            return Path(make_mirror["build_archive"](Path(folder))).read_bytes()
-    raise AssertionError(f"no mirror content for {filename}: teach tests/test_readme.py to make it")
-
-
-def _idx(array: Any, magic: int) -> bytes:
-    header = magic.to_bytes(4, "big") + b"".join(size.to_bytes(4, "big") for size in array.shape)
-    return gzip.compress(header + np.asarray(array, dtype=np.uint8).tobytes())
+def test_the_walk_through_prints_what_the_readme_shows(tmp_path: Path) -> None:
+    text = README.read_text(encoding="utf-8")
+    dataset_module = next(source for _, source in BLOCKS if "class Flowers(" in source)
+    config = re.search(r"^```yaml\n(dataset:\n  class: flowers\.Flowers\n.*?)^```$", text, re.M | re.S)
+    assert config, "the README's flowers.yaml block is missing"
+    shutil.copytree(
+        REPO_ROOT / "examples", tmp_path / "examples", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    (tmp_path / "flowers.py").write_text(dataset_module, encoding="utf-8")
+    (tmp_path / "flowers.yaml").write_text(config.group(1), encoding="utf-8")
+    sessions = _CONSOLE.findall(text)
+    assert [command.split()[2] for command, _ in sessions] == ["download", "info", "stream"]
+    for command, shown in sessions:
+        arguments = shlex.split(command.replace("$PWD", str(tmp_path)))
+        assert arguments[0] == "emloop"
+        ran = subprocess.run(
+            [sys.executable, "-m", "emloop_ds", *arguments[1:]],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "COLUMNS": "200"},
+            check=False,
+        )
+        assert ran.returncode == 0, ran.stderr
+        printed = [line.rstrip() for line in ran.stdout.splitlines()]
+        for line in shown.splitlines():
+            if not _VARIES.search(line):
+                assert line.rstrip() in printed, f"`{command}` no longer prints {line!r}:\n{ran.stdout}"

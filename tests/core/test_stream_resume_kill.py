@@ -92,9 +92,6 @@ def _run_reader(script: Path, state: Path, kind: str, total: int, kill_after: in
     return delivered
 
 
-EPOCH = 4
-
-
 def _has_dask() -> bool:
     try:
         import distributed  # noqa: F401
@@ -118,8 +115,8 @@ def _has_dask() -> bool:
 def test_a_reader_killed_at_a_random_batch_resumes_in_a_new_process(tmp_path, kind, kills):
     """The batches before a SIGKILL plus those after a resume in a new process are the uninterrupted run's.
 
-    Unordered, each epoch holds the same batches in any order. Cached runs write their cache in the first
-    pass and read it after, so a kill can land in either (each run has its own cache folder).
+    Unordered, no batch is lost or repeated, whichever epoch it lands in. Cached runs write their cache in
+    the first pass and read it after, so a kill can land in either (each run has its own cache folder).
     """
     (tmp_path / "resume_streams.py").write_text(STREAMS, encoding="utf-8")
     total = 30
@@ -135,12 +132,12 @@ def test_a_reader_killed_at_a_random_batch_resumes_in_a_new_process(tmp_path, ki
         state = run_dir / "state.json"
         head = _run_reader(script, state, kind, total, kill_after)
         tail = _run_reader(script, state, kind, total - kill_after, None)
-        if kind == "unordered":
-            assert _epochs(head + tail) == _epochs(reference), f"killed after {kill_after} batches"
+        if kind == "unordered":  # which batches fill an epoch depends on timing; none is lost or repeated
+            delivered = head + tail
+            assert len(set(delivered)) == len(delivered) == total, f"killed after {kill_after} batches"
+            for done_pass in ("0", "1"):  # 30 batches of passes of 9: the first two are complete
+                assert sorted(line for line in delivered if line.split()[0] == done_pass) == sorted(
+                    f"{done_pass} {number}" for number in range(9)
+                )
         else:
             assert head + tail == reference, f"killed after {kill_after} batches"
-
-
-def _epochs(lines: list[str]) -> list[list[str]]:
-    """Return the batches of each epoch of ``EPOCH`` batches, sorted."""
-    return [sorted(lines[start : start + EPOCH]) for start in range(0, len(lines), EPOCH)]
