@@ -279,7 +279,7 @@ def test_check_on_intact_missing_and_corrupt_files(http_server: LoopbackServer, 
 def test_check_reports_files_never_downloaded(tmp_path: Path) -> None:
     result = _check(tmp_path, "    - https://example.invalid/a.bin\n")
     assert result.exit_code == 1
-    assert "1 files checked: 1 missing" in result.stdout
+    assert "1 file checked: 1 missing" in result.stdout
 
 
 def test_status_retries_are_noted_next_to_the_file(

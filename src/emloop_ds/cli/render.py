@@ -274,7 +274,7 @@ def render_download_results(results: Sequence[FileResult]) -> None:
         console.print(table)
     total_bytes = sum(result.size_bytes or 0 for result in results)
     summary = (
-        f"{len(results):,} files, {_format_bytes(total_bytes)}: {_count_statuses(r.status for r in results)}"
+        f"{_files(len(results))}, {_format_bytes(total_bytes)}: {_count_statuses(r.status for r in results)}"
     )
     if len(shown) < len(results):
         summary += f" ({len(results) - len(shown):,} not listed; --json lists every file)"
@@ -325,10 +325,14 @@ def render_check_results(results: Sequence[CheckResult]) -> None:
                 Text(result.filename), Text.assemble((result.status, style)), Text("; ".join(result.problems))
             )
         console.print(table)
-    summary = f"{len(results):,} files checked: {_count_statuses(result.status for result in results)}"
+    summary = f"{_files(len(results))} checked: {_count_statuses(result.status for result in results)}"
     if len(damaged) > MAX_TABLE_ROWS:
         summary += f" ({len(damaged) - MAX_TABLE_ROWS:,} not listed; --json lists every file)"
     console.print(Text(summary), soft_wrap=True)
+
+
+def _files(count: int) -> str:
+    return f"{count:,} file" if count == 1 else f"{count:,} files"
 
 
 def _count_statuses(statuses: Iterable[str]) -> str:
