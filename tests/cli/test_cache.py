@@ -12,6 +12,12 @@ from emloop_ds.cli.main import cli
 from tests.core.cache.cache_datasets import calls
 
 
+@pytest.fixture(autouse=True)
+def _restore_cache_root(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Put $EMLOOP_DS_CACHE back after each test: --cache-dir sets it in the process running the command."""
+    monkeypatch.delenv("EMLOOP_DS_CACHE", raising=False)
+
+
 @pytest.fixture
 def config(tmp_path: Path) -> Path:
     """Write a config of the cache tests' dataset, logging its passes into ``tmp_path``."""
