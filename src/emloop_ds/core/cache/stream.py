@@ -109,13 +109,13 @@ def open_sealed(path: Path, fingerprint: str, description: str) -> CacheReader |
     try:
         reader = CacheReader.open(path)
     except CacheError as exc:
-        problem = str(exc)
+        problem = str(exc).split("; rebuild it with", 1)[0]  # rebuilt right here: no advice to rebuild
     else:
         if reader.info.fingerprint == fingerprint:
             return reader
         reader.close()
         problem = f"the cache at {path} was written for another fingerprint"
-    _logger.warning("%s: %s; it is removed and written again", description, problem)
+    _logger.warning("%s: %s; the cache is removed and written again", description, problem)
     try:
         remove_cache(path)
     except CacheError as exc:
