@@ -59,9 +59,9 @@ class CacheCheck:
     info: CacheInfo | None = None
 
 
-def whole_pass(stream_fn: Callable[..., Iterable[Batch]]) -> Iterable[Batch]:
-    """Return one whole pass of a stream in this process: ``Shard(0, 1)`` if it is shardable."""
-    return stream_fn(shard=Shard(0, 1)) if is_shardable(stream_fn) else stream_fn()
+def whole_pass(stream_fn: Callable[..., Iterable[Batch]], pass_number: int = 0) -> Iterable[Batch]:
+    """Return one whole pass of a stream in this process: ``Shard(0, 1, pass_number)`` if it is shardable."""
+    return stream_fn(shard=Shard(0, 1, pass_number)) if is_shardable(stream_fn) else stream_fn()
 
 
 def ensure_cache(

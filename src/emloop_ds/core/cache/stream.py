@@ -255,11 +255,11 @@ class CachedStream:
 
     def _pass_batches(self, pass_number: int) -> Iterator[Batch]:
         """Return the iterator of one whole pass of the stream, on the workers or in this process."""
+        from emloop_ds.core.cache.build import whole_pass
+
         if self._workers is not None:
             return _until_epoch_end(self._workers.next_batch)
-        if self._is_shardable:
-            return iter(self._stream_fn(shard=Shard(0, 1, pass_number)))
-        return iter(self._stream_fn())
+        return iter(whole_pass(self._stream_fn, pass_number))
 
     def _new_writer(self) -> Any:
         from emloop_ds.core.cache.writer import CacheWriter
