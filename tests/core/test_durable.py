@@ -79,4 +79,4 @@ def test_a_large_file_is_flushed_alone(tmp_path, monkeypatch):
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="syncfs is Linux's")
 def test_a_failed_syncfs_is_an_os_error():
     with pytest.raises(OSError, match="Bad file descriptor"):
-        durable._syncfs_or_raise(10_000)  # not an open descriptor: EBADF
+        durable.syncfs(10_000)  # not an open descriptor: EBADF

@@ -21,7 +21,10 @@ __all__ = [
     "flush_file_data",
     "fsync_file",
     "fsync_folder",
+    "has_syncfs",
+    "needs_own_flush",
     "replace_durably",
+    "syncfs",
     "write_json_atomically",
 ]
 
@@ -56,10 +59,20 @@ def flush_file_data(descriptor: int, size_bytes: int) -> None:
     Raises:
         OSError: if the file system reports that the data could not be written.
     """
-    if _syncfs is None or size_bytes > GROUP_DATA_FLUSH_MAX_BYTES:
+    if needs_own_flush(size_bytes):
         os.fsync(descriptor)
         return
-    _flusher(_DATA_FLUSHERS, os.fstat(descriptor).st_dev).flush(lambda: _syncfs_or_raise(descriptor))
+    _flusher(_DATA_FLUSHERS, os.fstat(descriptor).st_dev).flush(lambda: syncfs(descriptor))
+
+
+def needs_own_flush(size_bytes: int) -> bool:
+    """Tell whether a file of ``size_bytes`` is flushed alone rather than by a ``syncfs`` of a group."""
+    return _syncfs is None or size_bytes > GROUP_DATA_FLUSH_MAX_BYTES
+
+
+def has_syncfs() -> bool:
+    """Tell whether ``syncfs`` is available (Linux)."""
+    return _syncfs is not None
 
 
 GROUP_DATA_FLUSH_MAX_BYTES = 1024 * 1024
@@ -134,7 +147,12 @@ def _load_syncfs() -> Callable[[int], int] | None:
     return function
 
 
-def _syncfs_or_raise(descriptor: int) -> None:
+def syncfs(descriptor: int) -> None:
+    """Flush everything written to the file system of ``descriptor`` before the call (Linux only).
+
+    Raises:
+        OSError: if the file system reports that data could not be written.
+    """
     assert _syncfs is not None
     if _syncfs(descriptor) != 0:
         import ctypes

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from emloop_ds.core.download.checksum import Checksum, hash_file
+from emloop_ds.core.download.commit import Committer, Handover
 from emloop_ds.core.download.entry import DownloadEntry, parse_download_entries
 from emloop_ds.core.download.extract import (
     ExtractedFile,
@@ -29,7 +30,7 @@ from emloop_ds.core.download.extract import (
     extract_archive,
     find_damaged,
 )
-from emloop_ds.core.download.lock import FileLocks, hold_lock
+from emloop_ds.core.download.lock import FileLocks, bucket_of, hold_lock
 from emloop_ds.core.download.parallel import run_parallel
 from emloop_ds.core.download.progress import FileProgress, NoProgress, Progress
 from emloop_ds.core.download.retry import RetryPolicy
@@ -75,6 +76,7 @@ class _Run:
     retry: RetryPolicy | None
     cancel: threading.Event = field(default_factory=threading.Event)
     locks: FileLocks = field(init=False)
+    committer: Committer = field(init=False)
     local_slots: threading.Semaphore = field(init=False)
     """Bound the files hashed or extracted at once to ``jobs``."""
     _client: Client | None = None
@@ -83,6 +85,7 @@ class _Run:
     def __post_init__(self) -> None:
         self.locks = FileLocks(self.store.state_dir / "locks", self.cancel)
         self.local_slots = threading.Semaphore(self.jobs)
+        self.committer = Committer(self.store, max_waiting=4 * self.jobs)
 
     def client(self) -> Client:
         """Open the run's HTTP client on first need, so runs with nothing to fetch never import requests."""
@@ -94,9 +97,12 @@ class _Run:
             return self._client
 
     def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-        self.store.journal.close()
+        try:
+            self.committer.close()  # what was handed over is put in place, even when interrupted
+        finally:
+            if self._client is not None:
+                self._client.close()
+            self.store.journal.close()
 
 
 def open_data_root(data_root: str | Path) -> StateStore:
@@ -158,6 +164,7 @@ def _fetch_all(entries: Sequence[DownloadEntry], run: _Run) -> list[FileResult]:
     progress.start_run(len(entries))
     results: list[FileResult | None] = [None] * len(entries)
     todo = []
+    store.journal.refresh()  # once: a miss below needs no new look at the journals (the threads look)
     for index, entry in enumerate(entries):
         complete = None if force else _complete_result(entry, store)
         if complete is None:
@@ -167,9 +174,11 @@ def _fetch_all(entries: Sequence[DownloadEntry], run: _Run) -> list[FileResult]:
             progress.finish_file(entry.filename, complete.status)
     if todo:
         _remove_first_version_parts(store.data_root)
+    todo.sort(key=lambda index: bucket_of(entries[index].filename))  # NOTE [lock buckets]
     done = run_parallel(lambda index: _fetch_entry(entries[index], run), todo, 2 * jobs, run.cancel)
+    run.committer.close()  # every file handed over is in place (or failed) and reported
     for index, result in zip(todo, done, strict=True):
-        results[index] = result
+        results[index] = result.result if isinstance(result, _Pending) else result
     progress.end_run()
     return [result for result in results if result is not None]
 
@@ -190,7 +199,7 @@ def raise_failures(results: Sequence[FileResult]) -> None:
 
 def _complete_result(entry: DownloadEntry, store: StateStore) -> FileResult | None:
     """Return the result of a file that needs nothing, judged by its record alone (no lock, no request)."""
-    record = store.find(entry.filename, entry.checksum)
+    record = store.find(entry.filename, entry.checksum, refresh=False)
     if record is None or (entry.extract and not record.extracted):
         return None
     if entry.extract and find_damaged(store.data_root, record.extracted_files):
@@ -198,25 +207,39 @@ def _complete_result(entry: DownloadEntry, store: StateStore) -> FileResult | No
     return FileResult(entry.filename, record.url, "already complete", 0.0, record.size_bytes, record.checksum)
 
 
-def _fetch_entry(entry: DownloadEntry, run: _Run) -> FileResult:
+@dataclass
+class _Pending:
+    """A file handed to the committer (NOTE [group commit]); its result is set once it is in place."""
+
+    result: FileResult | None = None
+
+
+def _fetch_entry(entry: DownloadEntry, run: _Run) -> FileResult | _Pending:
     started_s = time.monotonic()
     progress = run.progress.open_file(entry.filename)
     try:
-        with run.locks.hold(
-            entry.filename,
-            on_wait=lambda: progress.note("waiting for another process that is downloading it"),
-        ):
-            status, record, warnings = _fetch_locked(entry, run, progress)
+        try:
+            run.locks.acquire(
+                entry.filename,
+                on_wait=lambda: progress.note("waiting for another process that is downloading it"),
+            )
+        except OSError as exc:  # the lock file cannot be made
+            raise DownloadError(
+                f"cannot lock {run.locks.path(entry.filename)}: {exc.strerror or exc}; "
+                "check the permissions of data_root"
+            ) from exc
+        try:
+            done = _fetch_locked(entry, run, progress, started_s)
+        except BaseException:
+            run.locks.release(entry.filename)
+            raise
+        if isinstance(done, _Pending):
+            return done  # the committer reports it and gives back its lock
+        run.locks.release(entry.filename)
     except DownloadError as exc:
         result = FileResult(entry.filename, entry.url, "failed", time.monotonic() - started_s, error=exc)
-    except OSError as exc:  # the lock file cannot be made
-        error = DownloadError(
-            f"cannot lock {run.locks.path(entry.filename)}: {exc.strerror or exc}; "
-            "check the permissions of data_root"
-        )
-        error.__cause__ = exc
-        result = FileResult(entry.filename, entry.url, "failed", time.monotonic() - started_s, error=error)
     else:
+        status, record, warnings = done
         elapsed_s = time.monotonic() - started_s
         result = FileResult(
             entry.filename, record.url, status, elapsed_s, record.size_bytes, record.checksum, None, warnings
@@ -228,17 +251,33 @@ def _fetch_entry(entry: DownloadEntry, run: _Run) -> FileResult:
 
 
 def _fetch_locked(
-    entry: DownloadEntry, run: _Run, progress: FileProgress
-) -> tuple[str, FileRecord, tuple[str, ...]]:
-    """Do what the file still needs; the caller holds its lock."""
+    entry: DownloadEntry, run: _Run, progress: FileProgress, started_s: float
+) -> tuple[str, FileRecord, tuple[str, ...]] | _Pending:
+    """Do what the file still needs; the caller holds its lock, which a ``_Pending`` result takes over."""
     record = None if run.force else _known_record(entry, run)
     status = "already complete"
     warnings: tuple[str, ...] = ()
     if record is None:
         target = run.store.data_root / entry.filename
         url, outcome, warnings = _download_from_mirrors(entry, target, run, progress)
-        record = run.store.save(entry.filename, url, outcome.checksum, extracted=False)
         status = "resumed" if outcome.resumed else "downloaded"
+        assert outcome.part is not None
+        handover = Handover(
+            entry.filename,
+            url,
+            outcome.part,
+            target,
+            outcome.checksum,
+            outcome.is_flushed,
+            outcome.has_origin_file,
+        )
+        if not entry.extract:  # NOTE [group commit]: the thread goes on with its next file
+            pending = _Pending()
+            handover.on_done = lambda done: _report(done, pending, run, status, warnings, started_s)
+            run.committer.hand_over(handover)
+            return pending
+        run.committer.hand_over(handover)
+        record = handover.wait()
     if not entry.extract:
         return status, record, warnings
     if not record.extracted:
@@ -255,6 +294,35 @@ def _fetch_locked(
         )
         return "restored", record, warnings
     return status, record, warnings
+
+
+def _report(
+    handover: Handover,
+    pending: _Pending,
+    run: _Run,
+    status: str,
+    warnings: tuple[str, ...],
+    started_s: float,
+) -> None:
+    """Report a file the committer put in place (or failed to), and give back its lock."""
+    elapsed_s = time.monotonic() - started_s
+    record = handover.record
+    if record is None:
+        result = FileResult(handover.filename, handover.url, "failed", elapsed_s, error=handover.error)
+    else:
+        result = FileResult(
+            handover.filename,
+            record.url,
+            status,
+            elapsed_s,
+            record.size_bytes,
+            record.checksum,
+            None,
+            warnings,
+        )
+    run.locks.release(handover.filename)
+    pending.result = result
+    run.progress.finish_file(handover.filename, result.status)
 
 
 def _known_record(entry: DownloadEntry, run: _Run) -> FileRecord | None:
@@ -294,6 +362,7 @@ def _download_from_mirrors(
                 checksum=entry.checksum,
                 progress=progress,
                 resume=not run.force,
+                put_in_place=False,
             )
         except DownloadCancelledError:
             raise

@@ -43,12 +43,15 @@ class Journal:
         self._lock = threading.Lock()
         self._sync_lock = threading.Lock()
         self._descriptor: int | None = None
+        self._device = 0
         self._written = 0
         self._synced = 0
         self._offsets: dict[str, int] = {}
         self._entries: dict[str, tuple[int, dict[str, Any]]] = {}
         self._snapshot_loaded = False
         self._own_name = ""
+        self._own_merged = True
+        """Whether every line of this process's journal is in ``_entries`` (appends put them there)."""
         self._snapshot_identity = (0, 0)
 
     def get(self, name: str, *, refresh: bool = True) -> dict[str, Any] | None:
@@ -64,6 +67,13 @@ class Journal:
                 entry = self._entries.get(name)
         return None if entry is None else entry[1]
 
+    def refresh(self) -> None:
+        """Read the snapshot if it changed, and what the journals gained since they were last read."""
+        with self._lock:
+            if not self._snapshot_loaded or self._snapshot_changed():
+                self._load_snapshot()
+            self._read_journals()
+
     def names(self) -> list[str]:
         """Return every recorded name."""
         with self._lock:
@@ -78,14 +88,39 @@ class Journal:
         Raises:
             OSError: if the journal cannot be written or flushed.
         """
+        self.write([(name, raw)])
+        self.sync()
+
+    def write(self, records: list[tuple[str, dict[str, Any]]]) -> int:
+        """Append records in one write, without flushing them (``sync`` does); return the journal's device.
+
+        Raises:
+            OSError: if the journal cannot be written.
+        """
         stamp = time.time_ns()
-        line = json.dumps({"name": name, "stamp": stamp, "record": raw}, separators=(",", ":")) + "\n"
+        lines = "".join(
+            json.dumps({"name": name, "stamp": stamp, "record": raw}, separators=(",", ":")) + "\n"
+            for name, raw in records
+        )
         with self._lock:
             descriptor = self._descriptor if self._descriptor is not None else self._open()
-            os.write(descriptor, line.encode("utf-8"))  # one write per line: O_APPEND keeps it whole
-            self._entries[name] = (stamp, raw)
+            os.write(descriptor, lines.encode("utf-8"))  # one write: O_APPEND keeps its lines whole
+            for name, raw in records:
+                self._entries[name] = (stamp, raw)
             self._written += 1
+            return self._device
+
+    def sync(self) -> None:
+        """Return once every record written so far is on disk; threads that ask at once share one fsync.
+
+        Raises:
+            OSError: if the journal cannot be flushed.
+        """
+        with self._lock:
             ticket = self._written
+            descriptor = self._descriptor
+        if descriptor is None:
+            return
         with self._sync_lock:
             if self._synced >= ticket:
                 return
@@ -145,6 +180,7 @@ class Journal:
         self._snapshot_loaded = False  # read again, with what was folded in
         self._entries.clear()
         self._offsets.clear()
+        self._own_merged = False
 
     def _open(self) -> int:
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -161,6 +197,7 @@ class Journal:
                 pass
             os.close(descriptor)
         self._descriptor = descriptor
+        self._device = os.fstat(descriptor).st_dev
         fsync_folder(self.folder)  # the journal's name is durable before any record in it counts
         return descriptor
 
@@ -182,14 +219,27 @@ class Journal:
         self._snapshot_loaded = True
 
     def _read_journals(self) -> None:
+        """Merge the lines appended to the journals since they were last read.
+
+        A miss costs one listing of the folder and a ``stat`` per other process's journal: a journal is
+        opened only if it grew, and this process's own is never read back (its lines went into
+        ``_entries`` when they were appended).
+        """
         try:
-            names = [name for name in os.listdir(self.folder) if name.endswith(".jsonl")]
+            with os.scandir(self.folder) as listing:
+                grown = [
+                    entry.name
+                    for entry in listing
+                    if entry.name.endswith(".jsonl") and self._has_grown(entry)
+                ]
         except FileNotFoundError:
             return
-        for journal in names:
+        for journal in grown:
             offset = self._offsets.get(journal, 0)
+            if journal == self._own_name:
+                self._own_merged = True
             try:
-                with open(self.folder / journal, "rb") as file:
+                with open(os.path.join(self.folder, journal), "rb") as file:
                     file.seek(offset)
                     data = file.read()
             except OSError:
@@ -198,6 +248,14 @@ class Journal:
             self._offsets[journal] = offset + end
             for name, stamp, raw in _read_lines(data[:end]):
                 self._merge(name, stamp, raw)
+
+    def _has_grown(self, entry: os.DirEntry[str]) -> bool:
+        if entry.name == self._own_name:
+            return not self._own_merged
+        try:
+            return entry.stat().st_size > self._offsets.get(entry.name, 0)
+        except OSError:  # removed by a compaction meanwhile
+            return False
 
     def _merge(self, name: str, stamp: int, raw: dict[str, Any]) -> None:
         known = self._entries.get(name)

@@ -15,7 +15,7 @@ from emloop_ds.core.errors import DownloadCancelledError
 if TYPE_CHECKING:
     from filelock import BaseFileLock
 
-__all__ = ["BUCKETS", "FileLocks", "hold_lock"]
+__all__ = ["BUCKETS", "FileLocks", "bucket_of", "hold_lock"]
 
 _POLL_S = 0.05
 """How often a wait for another holder checks for cancellation."""
@@ -74,7 +74,15 @@ BUCKETS = 256
 # work on the same file (a run's filenames are unique), so only other processes are kept out. Another
 # process waits for the bucket, that is for the few files of it in the works (a file holds its bucket from
 # before it waits for a transfer slot until it is recorded), then finds its file complete.
-# No thread holds two buckets, so buckets cannot deadlock.
+# No thread holds two buckets, so buckets cannot deadlock. A run hands its files to the threads in bucket
+# order (``fetch.py``), so the files of one bucket are in the works together and share one acquisition of
+# its lock: 2,000 files took ~2,000 acquisitions in name order and take ~300 in bucket order (filelock's
+# acquisition costs ~0.2 ms of CPU: it resolves the path and tracks forks on each).
+
+
+def bucket_of(filename: str) -> int:
+    """Return the bucket whose lock guards ``filename`` (NOTE [lock buckets])."""
+    return zlib.crc32(filename.encode()) % BUCKETS
 
 
 class FileLocks:
@@ -92,17 +100,32 @@ class FileLocks:
 
     def path(self, filename: str) -> Path:
         """Return the lock file guarding ``filename``."""
-        return self._locks_dir / f"bucket-{zlib.crc32(filename.encode()) % BUCKETS:03d}.lock"
+        return self._locks_dir / f"bucket-{bucket_of(filename):03d}.lock"
 
     @contextmanager
     def hold(self, filename: str, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
-        """Keep other processes away from ``filename`` within the block (see ``hold_lock`` for the rest).
+        """Keep other processes away from ``filename`` within the block (see ``acquire``).
 
         Raises:
             DownloadCancelledError: if cancelled while waiting.
             OSError: if the lock file cannot be created.
         """
-        bucket = zlib.crc32(filename.encode()) % BUCKETS
+        self.acquire(filename, on_wait)
+        try:
+            yield
+        finally:
+            self.release(filename)
+
+    def acquire(self, filename: str, on_wait: Callable[[], None] | None = None) -> None:
+        """Keep other processes away from ``filename`` until ``release`` (from any thread of this process).
+
+        ``on_wait`` is called once if another process holds the bucket, before waiting for it.
+
+        Raises:
+            DownloadCancelledError: if cancelled while waiting.
+            OSError: if the lock file cannot be created.
+        """
+        bucket = bucket_of(filename)
         with self._changed:
             while bucket in self._acquiring:  # another thread of ours is taking it: join it after
                 self._changed.wait()
@@ -111,24 +134,26 @@ class FileLocks:
                 self._holders[bucket] += 1
             else:
                 self._acquiring.add(bucket)
-        if not is_held:
-            try:
-                lock = _acquire(self.path(filename), on_wait, self._cancel)
-            except BaseException:
-                with self._changed:
-                    self._acquiring.discard(bucket)
-                    self._changed.notify_all()
-                raise
+        if is_held:
+            return
+        try:
+            lock = _acquire(self.path(filename), on_wait, self._cancel)
+        except BaseException:
             with self._changed:
                 self._acquiring.discard(bucket)
-                self._holders[bucket] = 1
-                self._locks[bucket] = lock
                 self._changed.notify_all()
-        try:
-            yield
-        finally:
-            with self._changed:
-                self._holders[bucket] -= 1
-                if self._holders[bucket] == 0:
-                    del self._holders[bucket]
-                    self._locks.pop(bucket).release()
+            raise
+        with self._changed:
+            self._acquiring.discard(bucket)
+            self._holders[bucket] = 1
+            self._locks[bucket] = lock
+            self._changed.notify_all()
+
+    def release(self, filename: str) -> None:
+        """Give back what ``acquire`` took for ``filename``."""
+        bucket = bucket_of(filename)
+        with self._changed:
+            self._holders[bucket] -= 1
+            if self._holders[bucket] == 0:
+                del self._holders[bucket]
+                self._locks.pop(bucket).release()

@@ -4,6 +4,7 @@ where its bytes came from (``<part>.json``: the URL, ETag and Last-Modified), so
 
 from __future__ import annotations
 
+import io
 import json
 import threading
 from dataclasses import dataclass
@@ -92,16 +93,29 @@ class PartFile:
         self.resumed = False
         self._algorithm = algorithm
         self._hasher = StreamingHasher(algorithm)
+        self._is_kept = False
         try:
-            self._file = path.open("r+b") if resume and path.exists() else path.open("w+b")
+            self._file = self._open(resume)
         except OSError as exc:
             self._hasher.close()
             raise self._disk_error("open", exc) from exc
-        try:
-            self._hash_existing()
-        except BaseException:
-            self.close()
-            raise
+        if self._is_kept:  # its bytes are hashed; a new or emptied file has none
+            try:
+                self._hash_existing()
+            except BaseException:
+                self.close()
+                raise
+
+    def _open(self, resume: bool) -> io.BufferedRandom:
+        if resume:
+            try:
+                file = open(self.path, "r+b")  # noqa: SIM115 (closed by close())
+            except FileNotFoundError:
+                pass
+            else:
+                self._is_kept = True
+                return file
+        return open(self.path, "w+b")  # noqa: SIM115
 
     def __enter__(self) -> PartFile:
         return self
@@ -147,12 +161,13 @@ class PartFile:
             progress.advance(n_bytes)
         raise DownloadCancelledError(f"interrupted; {self.size} bytes are kept in {self.path} for resuming")
 
-    def finish(self) -> Checksum:
-        """Flush the file to disk (NOTE [durable rename], in groups: NOTE [group data flush]), close it and
-        return the checksum of its bytes."""
+    def finish(self, *, flush: bool = True) -> Checksum:
+        """Close the file and return the checksum of its bytes; with ``flush``, flush it to disk first
+        (NOTE [durable rename], in groups: NOTE [group data flush]); else the caller does."""
         try:
             self._file.flush()
-            flush_file_data(self._file.fileno(), self.size)
+            if flush:
+                flush_file_data(self._file.fileno(), self.size)
         except OSError as exc:
             raise self._disk_error("write", exc) from exc
         self._close_file()

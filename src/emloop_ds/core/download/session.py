@@ -16,6 +16,8 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Self
 
 import requests
+import requests.auth
+import requests.utils
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import InvalidHeader, MaxRetryError, ResponseError
 from urllib3.util.retry import Retry
@@ -27,6 +29,7 @@ from emloop_ds.core.errors import DownloadCancelledError
 if TYPE_CHECKING:
     from types import TracebackType
 
+    from requests import PreparedRequest
     from urllib3.connectionpool import ConnectionPool
     from urllib3.response import BaseHTTPResponse
 
@@ -133,15 +136,39 @@ class StatusRetry(Retry):
             return None
 
 
+class _NoAuth(requests.auth.AuthBase):
+    """Send a request as it is: the answer of ``~/.netrc`` for a host that has no entry there."""
+
+    def __call__(self, request: PreparedRequest) -> PreparedRequest:
+        return request
+
+
 class _RunSession(requests.Session):
-    """A session that reads the environment (proxies, ``NO_PROXY``, ``REQUESTS_CA_BUNDLE``) once per host
-    and run, rather than once per request: requests' per-request lookup walks all of ``os.environ`` and
-    cost ~1 ms of CPU per file, a third of a small file's whole cost."""
+    """A session that reads the environment (proxies, ``NO_PROXY``, ``REQUESTS_CA_BUNDLE``) and
+    ``~/.netrc`` once per host and run, rather than once per request: requests' per-request lookup walks
+    all of ``os.environ`` and cost ~1 ms of CPU per file, a third of a small file's whole cost, and the
+    ``~/.netrc`` look-up two ``stat`` calls more."""
 
     def __init__(self) -> None:
         super().__init__()
         self._environment: dict[tuple[str, str, bool | None], dict[str, Any]] = {}
         self._environment_lock = threading.Lock()
+        self._netrc: dict[tuple[str, str], requests.auth.AuthBase] = {}
+
+    def prepare_request(self, request: requests.Request) -> PreparedRequest:
+        """Prepare ``request``, with the credentials ``~/.netrc`` has for its host (looked up once)."""
+        if self.trust_env and not request.auth and not self.auth and isinstance(request.url, str):
+            parts = urllib.parse.urlsplit(request.url)
+            key = (parts.scheme, parts.netloc)
+            with self._environment_lock:
+                auth = self._netrc.get(key)
+            if auth is None:
+                found = requests.utils.get_netrc_auth(request.url)
+                auth = _NoAuth() if found is None else requests.auth.HTTPBasicAuth(*found)
+                with self._environment_lock:
+                    self._netrc[key] = auth
+            request.auth = auth
+        return super().prepare_request(request)
 
     def merge_environment_settings(self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any) -> Any:
         """Return requests' settings for ``url``, computed once per scheme, host and port."""

@@ -59,12 +59,19 @@ class StateStore:
         self.state_dir = data_root / STATE_DIR
         self.records_dir = self.state_dir / "files"
         self.journal = Journal(self.state_dir)
+        self._may_have_per_file_records = True
+        """False once a compaction folded every per-file record away: a miss then skips looking for one."""
 
-    def read(self, filename: str) -> FileRecord | None:
-        """Return the record of ``filename``, or ``None`` if there is none or it cannot be read."""
-        raw = self.journal.get(filename)
+    def read(self, filename: str, *, refresh: bool = True) -> FileRecord | None:
+        """Return the record of ``filename``, or ``None`` if there is none or it cannot be read.
+
+        ``refresh`` reads what other processes appended to their journals, on a miss.
+        """
+        raw = self.journal.get(filename, refresh=refresh)
         if raw is not None:
             return _record(raw) if raw.get("version") == _VERSION else None
+        if not self._may_have_per_file_records:
+            return None
         try:  # a record of the per-file form (NOTE [record journal] replaced it); compaction migrates it
             with open(os.path.join(self.records_dir, f"{filename}.json"), "rb") as file:
                 raw = json.loads(file.read())  # bytes: json detects UTF-8, skipping the text layer
@@ -72,9 +79,9 @@ class StateStore:
             return None  # a missing or unreadable record: the file is checked again, never trusted blindly
         return _record(raw) if isinstance(raw, dict) and raw.get("version") == _VERSION else None
 
-    def find(self, filename: str, checksum: Checksum | None) -> FileRecord | None:
+    def find(self, filename: str, checksum: Checksum | None, *, refresh: bool = True) -> FileRecord | None:
         """Return the record of ``filename`` if it still vouches for the file in ``data_root``."""
-        record = self.read(filename)
+        record = self.read(filename, refresh=refresh)
         if record is None or (checksum is not None and record.checksum != checksum):
             return None
         try:
@@ -113,6 +120,30 @@ class StateStore:
             ) from exc
         return record
 
+    def write_records(self, files: Sequence[tuple[str, str, Checksum]]) -> tuple[list[FileRecord], int]:
+        """Record the downloaded files ``(filename, url, checksum)`` as they are now, in one journal write.
+
+        The records are not flushed: the caller makes them durable (``journal.sync`` or a ``syncfs`` of
+        the returned device) before it reports them. NOTE [group commit] in ``commit.py``.
+
+        Raises:
+            DownloadError: if a file cannot be read or the records cannot be written.
+        """
+        try:
+            records = []
+            for filename, url, checksum in files:
+                status = os.stat(os.path.join(self.data_root, filename))
+                records.append(FileRecord(url, status.st_size, status.st_mtime_ns, checksum, False))
+            device = self.journal.write(
+                [(filename, _raw(record)) for (filename, _, _), record in zip(files, records, strict=True)]
+            )
+        except OSError as exc:
+            raise DownloadError(
+                f"cannot record {_names(files)} in {self.journal.folder}: {exc.strerror or exc}; "
+                "check the permissions of data_root and the free disk space"
+            ) from exc
+        return records, device
+
     def recorded_filenames(self) -> list[str]:
         """Return the names of all files with a record, sorted."""
         try:
@@ -129,6 +160,8 @@ class StateStore:
         """
         try:
             self.journal.compact(self._per_file_records(), self.records_dir)
+            # Every readable one is folded in and deleted; only a version before the journals writes them.
+            self._may_have_per_file_records = False
         except OSError as exc:
             raise DownloadError(
                 f"cannot compact the records in {self.state_dir}: {exc.strerror or exc}; "
@@ -183,6 +216,10 @@ class StateStore:
     def has_manifest(self) -> bool:
         """Tell whether a first-version manifest is waiting to be migrated."""
         return (self.state_dir / "manifest.json").exists()
+
+
+def _names(files: Sequence[tuple[str, str, Checksum]]) -> str:
+    return files[0][0] if len(files) == 1 else f"{files[0][0]} and {len(files) - 1} more files"
 
 
 def _raw(record: FileRecord) -> dict[str, Any]:

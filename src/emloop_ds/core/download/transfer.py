@@ -26,7 +26,7 @@ import requests
 
 from emloop_ds.core.download import retry as retry_rules
 from emloop_ds.core.download.checksum import CHUNK_BYTES, DEFAULT_ALGORITHM, Checksum
-from emloop_ds.core.download.durable import fsync_folder
+from emloop_ds.core.download.durable import fsync_folder, needs_own_flush
 from emloop_ds.core.download.part import (
     PartFile,
     PartOrigin,
@@ -59,6 +59,12 @@ class DownloadOutcome:
     checksum: Checksum
     resumed: bool
     """Whether bytes of an earlier attempt or run were kept rather than fetched again."""
+    part: Path | None = None
+    """With ``put_in_place=False``: the verified part file, still to be flushed, renamed and recorded."""
+    is_flushed: bool = True
+    """Whether the part's bytes are on disk already (a large file is flushed alone, NOTE [group commit])."""
+    has_origin_file: bool = False
+    """Whether an origin record lies beside the part, to be removed once the part is in place."""
 
 
 @dataclass(frozen=True)
@@ -105,11 +111,13 @@ def download_file(
     progress: FileProgress | None = None,
     cancel: threading.Event | None = None,
     resume: bool = True,
+    put_in_place: bool = True,
 ) -> DownloadOutcome:
     """Download ``url`` to ``target``, resuming a part left earlier (NOTE [resume]) if ``resume``.
 
     ``client`` is the run's shared client; without one, a client for this file alone is opened (and
-    ``timeout_s``, ``retry`` and ``cancel`` configure it).
+    ``timeout_s``, ``retry`` and ``cancel`` configure it). Without ``put_in_place`` the verified part is
+    left for the caller to flush, rename and record with others (``commit.py``).
 
     Raises:
         DownloadError: if the URL cannot be fetched, after retries where a retry may help.
@@ -119,12 +127,20 @@ def download_file(
     if client is None:
         own = open_client(1, timeout_s, retry, cancel)
         try:
-            return download_file(url, target, client=own, checksum=checksum, progress=progress, resume=resume)
+            return download_file(
+                url,
+                target,
+                client=own,
+                checksum=checksum,
+                progress=progress,
+                resume=resume,
+                put_in_place=True,
+            )
         finally:
             own.close()
     progress = progress or NoProgress()
     with client.waits.reporting_to(progress):
-        return _download(url, target, client, checksum, progress, resume)
+        return _download(url, target, client, checksum, progress, resume, put_in_place)
 
 
 @dataclass
@@ -143,7 +159,13 @@ class _Continuation:
 
 
 def _download(
-    url: str, target: Path, client: Client, checksum: Checksum | None, progress: FileProgress, resume: bool
+    url: str,
+    target: Path,
+    client: Client,
+    checksum: Checksum | None,
+    progress: FileProgress,
+    resume: bool,
+    put_in_place: bool,
 ) -> DownloadOutcome:
     part = part_path(target)
     origin = read_origin(part) if resume and part.exists() else None
@@ -160,7 +182,8 @@ def _download(
                         raise DownloadCancelledError("interrupted before the transfer began")
                     part_file = open_part.enter_context(PartFile(part, algorithm, keep))
                     _fetch_with_retries(url, part_file, client, progress, continuation)
-                actual = part_file.finish()
+                is_flushed = put_in_place or needs_own_flush(part_file.size)
+                actual = part_file.finish(flush=is_flushed)
                 size_bytes, resumed = part_file.size, part_file.resumed
         except DownloadError:
             _remove_if_empty(part)  # a part that received nothing has nothing to resume
@@ -175,6 +198,10 @@ def _download(
             )
         progress.note("checksum mismatch after resuming; downloading the whole file again")
         keep, continuation = False, _Continuation(True, None, continuation.has_origin_file)
+    if not put_in_place:
+        return DownloadOutcome(
+            size_bytes, actual, resumed, part, is_flushed, has_origin_file=continuation.has_origin_file
+        )
     try:
         os.replace(part, target)  # the part was flushed by finish(): NOTE [durable rename]
         fsync_folder(target.parent)
