@@ -50,6 +50,7 @@ class Request:
     path: str
     range: str | None
     if_range: str | None = None
+    authorization: str | None = None
 
 
 class LoopbackServer:
@@ -108,10 +109,14 @@ class LoopbackServer:
         self._thread.join()
 
     def next_answer(
-        self, path: str, range_header: str | None, if_range: str | None = None
+        self,
+        path: str,
+        range_header: str | None,
+        if_range: str | None = None,
+        authorization: str | None = None,
     ) -> tuple[bytes | None, Fault]:
         with self._lock:
-            self._requests.append(Request(path, range_header, if_range))
+            self._requests.append(Request(path, range_header, if_range, authorization))
             self._arrived.notify_all()
             faults = self._faults[path]
             return self._files.get(path), faults.popleft() if faults else Fault()
@@ -147,8 +152,9 @@ class _Handler(BaseHTTPRequestHandler):
         owner = self.server.owner
         owner.count_in_flight(+1)
         try:
+            headers = self.headers
             data, fault = owner.next_answer(
-                self.path, self.headers.get("Range"), self.headers.get("If-Range")
+                self.path, headers.get("Range"), headers.get("If-Range"), headers.get("Authorization")
             )
             if fault.barrier is not None:
                 fault.barrier.wait(SAFETY_TIMEOUT_S)

@@ -147,15 +147,18 @@ def test_next_transfer_starts_while_a_file_is_recorded(
     # server: that happens only if the transfer slot is given back before a file is flushed and recorded;
     # otherwise the wait times out and the run fails.
     urls = [http_server.add("/first.bin", DATA), http_server.add("/second.bin", DATA)]
-    save = StateStore.save
+    write_records = StateStore.write_records
+    recorded: list[int] = []
 
-    def save_after_both_requests(store: StateStore, *args: Any, **kwargs: Any) -> Any:
+    def record_after_both_requests(store: StateStore, *args: Any, **kwargs: Any) -> Any:
         assert http_server.wait_for_requests(2), "the next transfer did not start while a file was recorded"
-        return save(store, *args, **kwargs)
+        recorded.append(1)
+        return write_records(store, *args, **kwargs)
 
-    monkeypatch.setattr(StateStore, "save", save_after_both_requests)
+    monkeypatch.setattr(StateStore, "write_records", record_after_both_requests)
     results = fetch_dataset(tmp_path, urls, jobs=1)
     assert [result.status for result in results] == ["downloaded", "downloaded"]
+    assert recorded  # the files were recorded by the patched function
     assert http_server.max_in_flight == 1
 
 
