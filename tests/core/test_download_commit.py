@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -112,3 +113,10 @@ def test_netrc_credentials_go_with_every_request_to_their_host_only(
     results = fetch_dataset(tmp_path / "without", urls, jobs=2)
     assert [result.status for result in results] == ["downloaded"] * 4
     assert [request.authorization for request in http_server.requests()[4:]] == [None] * 4
+
+
+def test_the_download_path_imports_requests_only_to_fetch() -> None:
+    # a no-op re-run goes through fetch and the committer's module, never through HTTP
+    code = "import sys, emloop_ds.core.download.fetch; print('requests' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"

@@ -37,7 +37,6 @@ from pathlib import Path
 
 from emloop_ds.core.download.checksum import Checksum
 from emloop_ds.core.download.durable import fsync_folder, has_syncfs, syncfs
-from emloop_ds.core.download.part import remove_part
 from emloop_ds.core.download.state import FileRecord, StateStore
 from emloop_ds.core.errors import DownloadCancelledError, DownloadError
 
@@ -189,6 +188,8 @@ class Committer:
                 for handover, record in zip(placed, records, strict=True):
                     handover.record = record
                     if handover.has_origin_file:
+                        from emloop_ds.core.download.part import remove_part  # brings requests: lazily
+
                         with contextlib.suppress(OSError):
                             remove_part(handover.part)  # its origin record; the part itself was renamed
         self._finish(group)
