@@ -83,7 +83,9 @@ GROUP_DATA_FLUSH_MAX_BYTES = 1024 * 1024
 # already covered by a flush that started after it returns at once. With 8 jobs of small files this
 # saves most folder flushes (each ~0.3-3 ms on ext4, more under load).
 #
-# NOTE [group data flush]: the same holds for the bytes of files. On Linux, one ``syncfs`` makes durable
+# NOTE [group data flush]: the same holds for the bytes of files. A run's downloads are flushed in groups
+# by its committer (NOTE [group commit] in ``commit.py``); a file downloaded alone (``download_file`` with
+# ``put_in_place``) is flushed here. On Linux, one ``syncfs`` makes durable
 # everything written to a file system before it began, so threads that finished writing small files
 # at once share one: the first to arrive flushes for all whose writes it covers, the others return at
 # once or join the next flush. This is the group commit of git's ``core.fsyncMethod=batch`` and of

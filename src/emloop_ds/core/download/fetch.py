@@ -2,11 +2,14 @@
 
 A run first checks every file against its record without a lock or a request (the no-op path: one small
 read and one ``stat`` per file, see ``state.py``); only files that need work go to the worker threads,
-which re-check under the file's lock, then download (from the entry's mirrors in order), verify, record
-and extract. There are twice as many threads as ``jobs``: ``jobs`` slots bound the transfers
-(NOTE [transfer slots] in ``transfer.py``) and ``jobs`` other slots bound the local work (hashing a file
-found in place, extracting), so a file is flushed and recorded while the next one is on the wire. HTTP
-machinery (``requests``) is imported only when a file needs it.
+which re-check under the file's lock, then download (from the entry's mirrors in order) and verify. A
+verified file goes to the run's committer, which flushes, renames and records files in groups
+(NOTE [group commit] in ``commit.py``) and then reports them and gives back their locks, while the thread
+goes on with its next file; an archive's thread waits for its commit, then extracts. Files go to the
+threads in lock-bucket order (NOTE [lock buckets]). There are twice as many threads as ``jobs``: ``jobs``
+slots bound the transfers (NOTE [transfer slots] in ``transfer.py``) and ``jobs`` other slots bound the
+local work (hashing a file found in place, extracting). HTTP machinery (``requests``) is imported only
+when a file needs it.
 """
 
 from __future__ import annotations

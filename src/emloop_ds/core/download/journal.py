@@ -2,9 +2,11 @@
 
 NOTE [record journal]: each process appends its records to its own journal,
 ``<data_root>/.emloop-ds/journal/journal-<pid>-<random>.jsonl``, one JSON line per record, so journals of
-several processes never interleave. Threads that record at once share one ``fsync`` (group commit, as in
-NOTE [group flush]): ``append`` returns only once its line is on disk. A record is appended only after its
-file was renamed into place durably (NOTE [durable rename]), so a recorded file is always complete. A line
+several processes never interleave. The committer writes the records of a group of downloaded files in
+one ``write`` and flushes them with the group's renames (NOTE [group commit] in ``commit.py``), only after
+the files' bytes are on disk; other records (extractions, adopted files) are appended by ``append``, whose
+callers share one ``fsync`` (as in NOTE [group flush]) and which returns only once its line is on disk, after
+the file is durably in place (NOTE [durable rename]). So a recorded file is always complete. A line
 cut short by a crash has no newline, or does not parse: it is ignored and its file is checked again.
 Reading takes the union of the compacted snapshot ``records.json`` and every journal; the newest line for
 a name wins. ``compact`` folds the journals of processes that are gone into the snapshot (atomic rename),

@@ -76,7 +76,7 @@ BUCKETS = 256
 # before it waits for a transfer slot until it is recorded), then finds its file complete.
 # No thread holds two buckets, so buckets cannot deadlock. A run hands its files to the threads in bucket
 # order (``fetch.py``), so the files of one bucket are in the works together and share one acquisition of
-# its lock: 2,000 files took ~2,000 acquisitions in name order and take ~300 in bucket order (filelock's
+# its lock: 2,000 files took ~1,950 acquisitions in name order and take ~390 in bucket order (filelock's
 # acquisition costs ~0.2 ms of CPU: it resolves the path and tracks forks on each).
 
 

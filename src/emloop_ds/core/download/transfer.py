@@ -95,8 +95,8 @@ def open_client(
 
 # NOTE [transfer slots]: a file holds one of the client's ``jobs`` slots from opening its part file until
 # its last byte has arrived (its requests, retries included). Flushing it to disk, renaming it and
-# recording it happen after the slot is given back, so a run with more threads than slots (``fetch.py``)
-# starts the next transfer while the last one is being flushed: with 8 jobs of 1 MB files at 100 ms
+# recording it happen after the slot is given back (in a run, by the committer: NOTE [group commit]), so
+# the next transfer starts while the last one is being flushed: with 8 jobs of 1 MB files at 100 ms
 # latency, each wave of requests otherwise waited ~30 ms for the fsyncs of the one before.
 
 
