@@ -120,3 +120,17 @@ def test_the_download_path_imports_requests_only_to_fetch() -> None:
     code = "import sys, emloop_ds.core.download.fetch; print('requests' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+def test_credentials_in_a_url_are_sent_when_netrc_has_none_for_its_host(
+    http_server: LoopbackServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine elsewhere.invalid login reader password s3cret\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    urls = [http_server.add(f"/f{n}.bin", b"x").replace("://", "://user:pw@") for n in range(3)]
+    results = fetch_dataset(tmp_path / "data", urls, jobs=2)
+    assert [result.status for result in results] == ["downloaded"] * 3
+    expected = "Basic " + base64.b64encode(b"user:pw").decode()
+    assert [request.authorization for request in http_server.requests()] == [expected] * 3

@@ -154,21 +154,49 @@ class _RunSession(requests.Session):
         self._environment: dict[tuple[str, str, bool | None], dict[str, Any]] = {}
         self._environment_lock = threading.Lock()
         self._netrc: dict[tuple[str, str], requests.auth.AuthBase] = {}
+        self._prepared: dict[tuple[Any, ...], PreparedRequest] = {}
 
     def prepare_request(self, request: requests.Request) -> PreparedRequest:
-        """Prepare ``request``, with the credentials ``~/.netrc`` has for its host (looked up once)."""
-        if self.trust_env and not request.auth and not self.auth and isinstance(request.url, str):
-            parts = urllib.parse.urlsplit(request.url)
-            key = (parts.scheme, parts.netloc)
+        """Prepare ``request``, with the credentials ``~/.netrc`` has for its host (looked up once).
+
+        A plain GET (no body, parameters or cookies) is prepared once per host and set of headers, and
+        copied for each URL with only the URL prepared anew: the full preparation merges the session's
+        settings and cookie jars on every call, ~0.1 ms of CPU per file.
+        """
+        if not isinstance(request.url, str):
+            return super().prepare_request(request)
+        parts = urllib.parse.urlsplit(request.url)
+        host = (parts.scheme, parts.netloc)
+        ours = None
+        if self.trust_env and not request.auth and not self.auth:
             with self._environment_lock:
-                auth = self._netrc.get(key)
+                auth = self._netrc.get(host)
             if auth is None:
                 found = requests.utils.get_netrc_auth(request.url)
                 auth = _NoAuth() if found is None else requests.auth.HTTPBasicAuth(*found)
                 with self._environment_lock:
-                    self._netrc[key] = auth
-            request.auth = auth
-        return super().prepare_request(request)
+                    self._netrc[host] = auth
+            if not isinstance(auth, _NoAuth) or parts.username is None:
+                request.auth = ours = auth  # else requests takes the URL's credentials, as without ~/.netrc
+        is_plain = (
+            request.method == "GET"
+            and request.auth is ours  # none, or this host's from ~/.netrc: the template's header holds it
+            and not (request.params or request.data or request.json or request.files or request.cookies)
+            and not self.cookies  # a server set cookies: each request takes them from the jar
+            and not any(request.hooks.values())
+        )
+        if not is_plain:
+            return super().prepare_request(request)
+        key = (*host, tuple(sorted(request.headers.items())))
+        with self._environment_lock:
+            template = self._prepared.get(key)
+        if template is None:
+            template = super().prepare_request(request)
+            with self._environment_lock:
+                self._prepared[key] = template
+        prepared = template.copy()
+        prepared.prepare_url(request.url, None)
+        return prepared
 
     def merge_environment_settings(self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any) -> Any:
         """Return requests' settings for ``url``, computed once per scheme, host and port."""
