@@ -5,7 +5,7 @@ NOTE [group commit]: a download thread that has written and verified a part file
 ``Committer`` and goes on with its next file; it does not wait for the disk. The committer takes every
 part handed over since its last group and, in this order:
 
-1. flushes their bytes to disk: one ``syncfs`` of the data root's file system (Linux; a part above
+1. flushes their bytes to disk: one ``syncfs`` of the file system holding them (Linux; a part above
    ``GROUP_DATA_FLUSH_MAX_BYTES``, or any part where there is no ``syncfs``, was fsynced alone by its
    thread, NOTE [group data flush]);
 2. renames each part to its target;
@@ -147,10 +147,8 @@ class Committer:
                 return
 
     def _commit(self, group: list[Handover]) -> None:
-        data_root = self._store.data_root
-        try:
-            if not all(handover.is_flushed for handover in group):
-                _syncfs_path(data_root)  # step 1
+        try:  # step 1
+            _syncfs_folders({handover.part.parent for handover in group if not handover.is_flushed})
         except OSError as exc:
             for handover in group:
                 handover.error = DownloadError(
@@ -201,13 +199,7 @@ class Committer:
             for folder in folders:
                 fsync_folder(folder)
             self._store.journal.sync()
-            return
-        devices: dict[int, Path] = {}
-        for folder in folders:
-            devices.setdefault(os.stat(folder).st_dev, folder)
-        for folder in devices.values():
-            _syncfs_path(folder)
-        if journal_device not in devices:  # a state folder on another file system
+        elif journal_device not in _syncfs_folders(folders):  # a state folder on another file system
             self._store.journal.sync()
 
     def _finish(self, group: list[Handover]) -> None:
@@ -220,9 +212,15 @@ class Committer:
                     self._failure = self._failure or exc
 
 
-def _syncfs_path(folder: Path) -> None:
-    descriptor = os.open(folder, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        syncfs(descriptor)
-    finally:
-        os.close(descriptor)
+def _syncfs_folders(folders: set[Path]) -> set[int]:
+    """Run one ``syncfs`` for each file system holding one of ``folders``; return their devices."""
+    devices: dict[int, Path] = {}
+    for folder in folders:
+        devices.setdefault(os.stat(folder).st_dev, folder)
+    for folder in devices.values():
+        descriptor = os.open(folder, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            syncfs(descriptor)
+        finally:
+            os.close(descriptor)
+    return set(devices)

@@ -106,7 +106,9 @@ class Journal:
         )
         with self._lock:
             descriptor = self._descriptor if self._descriptor is not None else self._open()
-            os.write(descriptor, lines.encode("utf-8"))  # one write: O_APPEND keeps its lines whole
+            data = memoryview(lines.encode("utf-8"))
+            while data:  # one write (O_APPEND keeps its lines whole), unless the disk cuts it short
+                data = data[os.write(descriptor, data) :]
             for name, raw in records:
                 self._entries[name] = (stamp, raw)
             self._written += 1
