@@ -186,3 +186,43 @@ def test_two_processes_fetching_one_set_of_files_fetch_each_once_and_keep_whole_
     if (state / "records.json").exists():  # the second process started after the first had ended
         names += json.loads((state / "records.json").read_bytes())["records"]
     assert sorted(names) == sorted(p[1:] for p in files)
+
+
+def test_ctrl_c_puts_in_place_what_was_downloaded_and_exits_130(
+    http_server: LoopbackServer, tmp_path: Path
+) -> None:
+    # One job is stalled on a big file while the other downloads the small ones; Ctrl-C comes once every
+    # small file was asked for, while some may still wait for their group commit.
+    big = os.urandom(2 * CHUNK_BYTES)
+    small = {f"/s{n:02d}.bin": bytes([n]) * 3000 for n in range(40)}
+    entries = f"    - {http_server.add('/big.bin', big, Fault(stall_after=1000))}\n"
+    entries += "".join(f"    - {http_server.add(path, data)}\n" for path, data in small.items())
+    config = _config(tmp_path, entries)
+    process = subprocess.Popen(
+        [EMLOOP, "dataset", "download", "--jobs", "2", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        _wait_until(lambda: len(http_server.requests()) == 41, "every file to be asked for")
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=DEADLINE_S)
+    finally:
+        process.kill()
+    assert process.returncode == 130, stderr
+    assert b"interrupted" in stderr
+    assert b"Traceback" not in stderr
+    data_root = tmp_path / "data"
+    store = StateStore(data_root)
+    recorded = store.recorded_filenames()
+    assert len(recorded) >= 39  # the committer put in place what had arrived
+    for name in recorded:
+        assert store.find(name, None) is not None
+        assert (data_root / name).read_bytes() == small[f"/{name}"]
+    http_server.release.set()
+    rerun = subprocess.run([EMLOOP, "dataset", "download", str(config)], capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr
+    assert (data_root / "big.bin").read_bytes() == big
+    for path, data in small.items():
+        assert (data_root / path[1:]).read_bytes() == data
+        assert len(http_server.requests(path)) == (1 if path[1:] in recorded else 2), path
