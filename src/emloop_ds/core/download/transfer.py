@@ -168,11 +168,12 @@ def _download(
     put_in_place: bool,
 ) -> DownloadOutcome:
     part = part_path(target)
-    origin = read_origin(part) if resume and part.exists() else None
+    has_part = resume and part.exists()  # the caller holds the file's lock: no one else makes one now
+    origin = read_origin(part) if has_part else None
     continuation = _Continuation(
         checksum is not None, origin.validators if origin and origin.url == url else None, origin is not None
     )
-    keep = resume and continuation.may_continue()
+    keep = has_part and continuation.may_continue()
     algorithm = checksum.algorithm if checksum is not None else DEFAULT_ALGORITHM
     while True:
         try:
