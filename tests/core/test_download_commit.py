@@ -16,6 +16,7 @@ from emloop_ds.core.download import commit
 from emloop_ds.core.download.checksum import Checksum
 from emloop_ds.core.download.commit import Committer, Handover
 from emloop_ds.core.download.fetch import fetch_dataset
+from emloop_ds.core.download.journal import Journal
 from emloop_ds.core.download.state import StateStore
 from emloop_ds.core.errors import DownloadCancelledError
 from tests.http_server import LoopbackServer
@@ -27,20 +28,25 @@ def _handover(root: Path, name: str, data: bytes) -> Handover:
     part = root / f"{name}.part"
     part.write_bytes(data)
     checksum = Checksum("sha256", hashlib.sha256(data).hexdigest())
-    return Handover(name, f"http://example.invalid/{name}", part, root / name, checksum, False, False)
+    return Handover(name, f"http://example.invalid/{name}", part, root / name, checksum, False)
 
 
 def test_files_handed_over_during_a_commit_are_put_in_place_together(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    flushes: list[int] = []
-    syncfs = commit.syncfs
+    flushes: list[str] = []
+    fsync_folder, sync = commit.fsync_folder, Journal.sync
 
-    def counted_syncfs(descriptor: int) -> None:
-        flushes.append(descriptor)
-        syncfs(descriptor)
+    def counted_fsync_folder(folder: Path) -> None:
+        flushes.append(f"folder {folder.name}")
+        fsync_folder(folder)
 
-    monkeypatch.setattr(commit, "syncfs", counted_syncfs)
+    def counted_sync(journal: Journal) -> None:
+        flushes.append("journal")
+        sync(journal)
+
+    monkeypatch.setattr(commit, "fsync_folder", counted_fsync_folder)
+    monkeypatch.setattr(Journal, "sync", counted_sync)
     store = StateStore(tmp_path)
     committer = Committer(store, max_waiting=16)
     first_reported, go_on = threading.Event(), threading.Event()
@@ -69,8 +75,7 @@ def test_files_handed_over_during_a_commit_are_put_in_place_together(
     stamps = [json.loads(line)["stamp"] for line in journal.read_bytes().splitlines()]
     assert len(stamps) == 6
     assert len(set(stamps[1:])) == 1
-    if sys.platform.startswith("linux"):
-        assert len(flushes) == 4  # two per group: the files' bytes, then their names and records
+    assert flushes == [f"folder {tmp_path.name}", "journal"] * 2  # per group: the names, then the records
 
 
 def test_a_file_that_cannot_be_put_in_place_fails_alone(http_server: LoopbackServer, tmp_path: Path) -> None:

@@ -5,78 +5,53 @@ from __future__ import annotations
 import os
 import sys
 import threading
+from pathlib import Path
 
 import pytest
 
 from emloop_ds.core.download import durable
 
 
-@pytest.mark.skipif(durable._syncfs is None, reason="syncfs is Linux's")
-def test_threads_finishing_at_once_share_syncfs_and_each_waits_for_one_begun_after_it(tmp_path, monkeypatch):
-    real = durable._syncfs
-    assert real is not None
-    flushes: list[tuple[int, int]] = []  # (writes finished before the flush began, after it ended)
+@pytest.mark.skipif(sys.platform == "win32", reason="Windows cannot flush a folder")
+def test_threads_renaming_at_once_share_folder_flushes_and_each_waits_for_one_begun_after_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = durable._fsync_path
+    flushes: list[int] = []  # renames finished before each flush began
     finished = 0
     count_lock = threading.Lock()
 
-    def counting_syncfs(descriptor: int) -> int:
+    def counting_fsync(path: str) -> None:
         with count_lock:
             before = finished
-        result = real(descriptor)
+        real(path)
         with count_lock:
-            flushes.append((before, finished))
-        return result
+            flushes.append(before)
 
-    monkeypatch.setattr(durable, "_syncfs", counting_syncfs)
-    monkeypatch.setattr(durable, "_DATA_FLUSHERS", {})
+    monkeypatch.setattr(durable, "_fsync_path", counting_fsync)
+    monkeypatch.setattr(durable, "_FOLDER_FLUSHERS", {})
     threads = 16
     start = threading.Barrier(threads)
     covered: list[bool] = []
 
-    def write_and_flush(number: int) -> None:
+    def rename_and_flush(number: int) -> None:
         nonlocal finished
-        descriptor = os.open(tmp_path / f"{number}.part", os.O_WRONLY | os.O_CREAT, 0o644)
-        try:
-            os.write(descriptor, b"x" * 4096)
-            start.wait(timeout=30)
-            with count_lock:
-                finished += 1
-                mine = finished
-            flushes_before = len(flushes)
-            durable.flush_file_data(descriptor, 4096)
-            # a flush that began once this write had finished has ended by now
-            with count_lock:
-                covered.append(
-                    any(before >= mine for before, _ in flushes[flushes_before:])
-                    or any(before >= mine for before, _ in flushes)
-                )
-        finally:
-            os.close(descriptor)
+        part = tmp_path / f"{number}.part"
+        part.write_bytes(b"x" * 4096)
+        start.wait(timeout=30)
+        os.replace(part, tmp_path / f"{number}.bin")
+        with count_lock:
+            finished += 1
+            mine = finished
+        durable.fsync_folder(tmp_path)
+        with count_lock:  # a flush that began once this rename had finished has ended by now
+            covered.append(any(before >= mine for before in flushes))
 
-    workers = [threading.Thread(target=write_and_flush, args=(n,)) for n in range(threads)]
+    workers = [threading.Thread(target=rename_and_flush, args=(n,)) for n in range(threads)]
     for worker in workers:
         worker.start()
     for worker in workers:
         worker.join(timeout=60)
     assert covered == [True] * threads
-    assert 1 <= len(flushes) < threads  # shared: fewer flushes than files
-
-
-def test_a_large_file_is_flushed_alone(tmp_path, monkeypatch):
-    calls = []
-    monkeypatch.setattr(durable, "_syncfs", lambda descriptor: calls.append(descriptor) or 0)
-    descriptor = os.open(tmp_path / "big.part", os.O_WRONLY | os.O_CREAT, 0o644)
-    try:
-        os.write(descriptor, b"x")
-        durable.flush_file_data(descriptor, durable.GROUP_DATA_FLUSH_MAX_BYTES + 1)
-        assert calls == []  # its own fsync
-        durable.flush_file_data(descriptor, 1)
-        assert calls == [descriptor]
-    finally:
-        os.close(descriptor)
-
-
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="syncfs is Linux's")
-def test_a_failed_syncfs_is_an_os_error():
-    with pytest.raises(OSError, match="Bad file descriptor"):
-        durable.syncfs(10_000)  # not an open descriptor: EBADF
+    assert 1 <= len(flushes) <= threads
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(f"{n}.bin" for n in range(threads))

@@ -1,28 +1,27 @@
-"""Put downloaded files in place in groups: one flush of their bytes, their renames, one journal write of
-their records and one flush of both, made by one thread for every file that finished meanwhile.
+"""Put downloaded files in place in groups: their renames, one journal write of their records, and one
+flush of each folder and of the journal, made by one thread for every file that finished meanwhile.
 
-NOTE [group commit]: a download thread that has written and verified a part file hands it to the run's
-``Committer`` and goes on with its next file; it does not wait for the disk. The committer takes every
-part handed over since its last group and, in this order:
+NOTE [group commit]: a download thread writes and verifies a part file, flushes its bytes to disk (an
+fsync, outside its transfer slot: NOTE [no syncfs] in ``durable.py``), hands it to the run's
+``Committer`` and goes on with its next file. The committer takes every part handed over since its last
+group and, in this order:
 
-1. flushes their bytes to disk: one ``syncfs`` of the file system holding them (Linux; a part above
-   ``GROUP_DATA_FLUSH_MAX_BYTES``, or any part where there is no ``syncfs``, was fsynced alone by its
-   thread, NOTE [group data flush]);
-2. renames each part to its target;
-3. appends the group's records to the journal in one write (NOTE [record journal]);
-4. flushes the renames and the records: one more ``syncfs`` (else an fsync of each folder and of the
-   journal);
-5. reports the files as complete and gives back their locks.
+1. renames each part to its target;
+2. appends the group's records to the journal in one write (NOTE [record journal]);
+3. flushes the renames and the records: one fsync of each folder the files went to, and one of the
+   journal;
+4. reports the files as complete and gives back their locks.
 
-What holds after a crash at any point: a file is recorded only after step 1, so a record never names a
-file whose bytes were not on disk. A record flushed before its rename (step 4 writes both, in no set
-order) names a file that is missing or older: the record vouches only for a file of its size and
-modification time (``state.py``), so that file is fetched again or its part resumed. A file renamed but
-not recorded has no record: it is hashed (with a checksum) or fetched again. A part not yet renamed is
-resumed. So nothing recorded is ever fetched again, and no recorded file is ever short.
+What holds after a crash at any point: a file is recorded only after its bytes were on disk, so a
+record never names a file whose bytes were lost. A record that reached the disk while its rename did not
+(step 3 flushes both, in no set order) names a file that is missing or older: the record vouches only
+for a file of its size and modification time (``state.py``), so that file is fetched again or its part
+resumed. A file renamed but not recorded has no record: it is hashed (with a checksum) or fetched again.
+A part not yet renamed is resumed. So nothing recorded is ever fetched again, and no recorded file is
+ever short.
 
-With 8 jobs of 4 KB files this makes two flushes per group instead of three per file, and the download
-threads never block on the disk, so no more threads than transfers are needed.
+With 8 jobs of 4 KB files a group holds ~10 files: two fsyncs per group instead of two per file, one
+``write`` of the journal instead of one per file, and no download thread ever waits for them.
 """
 
 from __future__ import annotations
@@ -36,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from emloop_ds.core.download.checksum import Checksum
-from emloop_ds.core.download.durable import fsync_folder, has_syncfs, syncfs
+from emloop_ds.core.download.durable import fsync_folder
 from emloop_ds.core.download.state import FileRecord, StateStore
 from emloop_ds.core.errors import DownloadCancelledError, DownloadError
 
@@ -55,7 +54,6 @@ class Handover:
     part: Path
     target: Path
     checksum: Checksum
-    is_flushed: bool
     has_origin_file: bool
     on_done: Callable[[Handover], None] | None = None
     """Called by the committer once the file is in place and recorded, or has failed."""
@@ -147,18 +145,8 @@ class Committer:
                 return
 
     def _commit(self, group: list[Handover]) -> None:
-        try:  # step 1
-            _syncfs_folders({handover.part.parent for handover in group if not handover.is_flushed})
-        except OSError as exc:
-            for handover in group:
-                handover.error = DownloadError(
-                    f"cannot write {handover.part}: {exc.strerror or exc}; free disk space or check the "
-                    "permissions of data_root, then run again to resume"
-                )
-            self._finish(group)
-            return
         placed = []
-        for handover in group:  # step 2
+        for handover in group:  # step 1
             try:
                 os.replace(handover.part, handover.target)
             except OSError as exc:
@@ -169,10 +157,12 @@ class Committer:
                 placed.append(handover)
         if placed:
             try:
-                records, device = self._store.write_records(  # step 3
+                records = self._store.write_records(  # step 2
                     [(handover.filename, handover.url, handover.checksum) for handover in placed]
                 )
-                self._flush_names(placed, device)  # step 4
+                for folder in {handover.target.parent for handover in placed}:  # step 3
+                    fsync_folder(folder)
+                self._store.journal.sync()
             except DownloadError as exc:
                 for handover in placed:
                     handover.error = exc
@@ -192,16 +182,6 @@ class Committer:
                             remove_part(handover.part)  # its origin record; the part itself was renamed
         self._finish(group)
 
-    def _flush_names(self, placed: list[Handover], journal_device: int) -> None:
-        """Make the renames of ``placed`` and the journal's new lines durable (step 4)."""
-        folders = {handover.target.parent for handover in placed}
-        if not has_syncfs():
-            for folder in folders:
-                fsync_folder(folder)
-            self._store.journal.sync()
-        elif journal_device not in _syncfs_folders(folders):  # a state folder on another file system
-            self._store.journal.sync()
-
     def _finish(self, group: list[Handover]) -> None:
         for handover in group:
             handover.done.set()
@@ -210,17 +190,3 @@ class Committer:
                     handover.on_done(handover)
                 except BaseException as exc:  # a bug: raised by close(), the others are still reported
                     self._failure = self._failure or exc
-
-
-def _syncfs_folders(folders: set[Path]) -> set[int]:
-    """Run one ``syncfs`` for each file system holding one of ``folders``; return their devices."""
-    devices: dict[int, Path] = {}
-    for folder in folders:
-        devices.setdefault(os.stat(folder).st_dev, folder)
-    for folder in devices.values():
-        descriptor = os.open(folder, os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            syncfs(descriptor)
-        finally:
-            os.close(descriptor)
-    return set(devices)

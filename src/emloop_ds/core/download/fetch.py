@@ -271,7 +271,6 @@ def _fetch_locked(
             outcome.part,
             target,
             outcome.checksum,
-            outcome.is_flushed,
             outcome.has_origin_file,
         )
         if not entry.extract:  # NOTE [group commit]: the thread goes on with its next file

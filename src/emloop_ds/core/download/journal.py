@@ -45,7 +45,6 @@ class Journal:
         self._lock = threading.Lock()
         self._sync_lock = threading.Lock()
         self._descriptor: int | None = None
-        self._device = 0
         self._written = 0
         self._synced = 0
         self._offsets: dict[str, int] = {}
@@ -93,8 +92,8 @@ class Journal:
         self.write([(name, raw)])
         self.sync()
 
-    def write(self, records: list[tuple[str, dict[str, Any]]]) -> int:
-        """Append records in one write, without flushing them (``sync`` does); return the journal's device.
+    def write(self, records: list[tuple[str, dict[str, Any]]]) -> None:
+        """Append records in one write, without flushing them (``sync`` does).
 
         Raises:
             OSError: if the journal cannot be written.
@@ -112,7 +111,6 @@ class Journal:
             for name, raw in records:
                 self._entries[name] = (stamp, raw)
             self._written += 1
-            return self._device
 
     def sync(self) -> None:
         """Return once every record written so far is on disk; threads that ask at once share one fsync.
@@ -201,7 +199,6 @@ class Journal:
                 pass
             os.close(descriptor)
         self._descriptor = descriptor
-        self._device = os.fstat(descriptor).st_dev
         fsync_folder(self.folder)  # the journal's name is durable before any record in it counts
         return descriptor
 

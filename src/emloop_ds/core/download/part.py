@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
 from emloop_ds.core.download.checksum import Checksum, StreamingHasher
-from emloop_ds.core.download.durable import flush_file_data, write_json_atomically
+from emloop_ds.core.download.durable import write_json_atomically
 from emloop_ds.core.download.progress import FileProgress
 from emloop_ds.core.download.response import Body, Validators
 from emloop_ds.core.errors import DownloadCancelledError, DownloadError
@@ -163,12 +164,11 @@ class PartFile:
             progress.advance(n_bytes)
         raise DownloadCancelledError(f"interrupted; {self.size} bytes are kept in {self.path} for resuming")
 
-    def finish(self, *, flush: bool = True) -> Checksum:
-        """Close the file and return the checksum of its bytes; with ``flush``, flush it to disk first
-        (NOTE [durable rename], in groups: NOTE [group data flush]); else the caller does."""
+    def finish(self) -> Checksum:
+        """Flush the file to disk (NOTE [durable rename]; NOTE [no syncfs]), close it and return the checksum
+        of its bytes."""
         try:
-            if flush:
-                flush_file_data(self._file.fileno(), self.size)
+            os.fsync(self._file.fileno())
         except OSError as exc:
             raise self._disk_error("write", exc) from exc
         self._close_file()

@@ -120,11 +120,11 @@ class StateStore:
             ) from exc
         return record
 
-    def write_records(self, files: Sequence[tuple[str, str, Checksum]]) -> tuple[list[FileRecord], int]:
+    def write_records(self, files: Sequence[tuple[str, str, Checksum]]) -> list[FileRecord]:
         """Record the downloaded files ``(filename, url, checksum)`` as they are now, in one journal write.
 
-        The records are not flushed: the caller makes them durable (``journal.sync`` or a ``syncfs`` of
-        the returned device) before it reports them. NOTE [group commit] in ``commit.py``.
+        The records are not flushed: the caller makes them durable (``journal.sync``) before it reports
+        them. NOTE [group commit] in ``commit.py``.
 
         Raises:
             DownloadError: if a file cannot be read or the records cannot be written.
@@ -134,7 +134,7 @@ class StateStore:
             for filename, url, checksum in files:
                 status = os.stat(os.path.join(self.data_root, filename))
                 records.append(FileRecord(url, status.st_size, status.st_mtime_ns, checksum, False))
-            device = self.journal.write(
+            self.journal.write(
                 [(filename, _raw(record)) for (filename, _, _), record in zip(files, records, strict=True)]
             )
         except OSError as exc:
@@ -142,7 +142,7 @@ class StateStore:
                 f"cannot record {_names(files)} in {self.journal.folder}: {exc.strerror or exc}; "
                 "check the permissions of data_root and the free disk space"
             ) from exc
-        return records, device
+        return records
 
     def recorded_filenames(self) -> list[str]:
         """Return the names of all files with a record, sorted."""

@@ -26,7 +26,7 @@ import requests
 
 from emloop_ds.core.download import retry as retry_rules
 from emloop_ds.core.download.checksum import CHUNK_BYTES, DEFAULT_ALGORITHM, Checksum
-from emloop_ds.core.download.durable import fsync_folder, needs_own_flush
+from emloop_ds.core.download.durable import fsync_folder
 from emloop_ds.core.download.part import (
     PartFile,
     PartOrigin,
@@ -60,9 +60,7 @@ class DownloadOutcome:
     resumed: bool
     """Whether bytes of an earlier attempt or run were kept rather than fetched again."""
     part: Path | None = None
-    """With ``put_in_place=False``: the verified part file, still to be flushed, renamed and recorded."""
-    is_flushed: bool = True
-    """Whether the part's bytes are on disk already (a large file is flushed alone, NOTE [group commit])."""
+    """With ``put_in_place=False``: the verified part file, on disk, still to be renamed and recorded."""
     has_origin_file: bool = False
     """Whether an origin record lies beside the part, to be removed once the part is in place."""
 
@@ -117,7 +115,7 @@ def download_file(
 
     ``client`` is the run's shared client; without one, a client for this file alone is opened (and
     ``timeout_s``, ``retry`` and ``cancel`` configure it). Without ``put_in_place`` the verified part is
-    left for the caller to flush, rename and record with others (``commit.py``).
+    flushed to disk and left for the caller to rename and record with others (``commit.py``).
 
     Raises:
         DownloadError: if the URL cannot be fetched, after retries where a retry may help.
@@ -183,8 +181,7 @@ def _download(
                         raise DownloadCancelledError("interrupted before the transfer began")
                     part_file = open_part.enter_context(PartFile(part, algorithm, keep))
                     _fetch_with_retries(url, part_file, client, progress, continuation)
-                is_flushed = put_in_place or needs_own_flush(part_file.size)
-                actual = part_file.finish(flush=is_flushed)
+                actual = part_file.finish()  # flushed here, by this thread, outside its transfer slot
                 size_bytes, resumed = part_file.size, part_file.resumed
         except DownloadError:
             _remove_if_empty(part)  # a part that received nothing has nothing to resume
@@ -200,9 +197,7 @@ def _download(
         progress.note("checksum mismatch after resuming; downloading the whole file again")
         keep, continuation = False, _Continuation(True, None, continuation.has_origin_file)
     if not put_in_place:
-        return DownloadOutcome(
-            size_bytes, actual, resumed, part, is_flushed, has_origin_file=continuation.has_origin_file
-        )
+        return DownloadOutcome(size_bytes, actual, resumed, part, continuation.has_origin_file)
     try:
         os.replace(part, target)  # the part was flushed by finish(): NOTE [durable rename]
         fsync_folder(target.parent)
