@@ -56,7 +56,7 @@ def fsync_folder(folder: Path) -> None:
 #
 # NOTE [no syncfs]: a file's bytes are flushed by an fsync of that file, never by ``syncfs``. One
 # ``syncfs`` for a group of small files would replace many fsyncs, but it flushes everything written to
-# the file system by every process: measured here, a 256 MB download took 1.86 s instead of 1.11 s
+# the file system by every process: measured here, a 256 MB download took 1.86 s instead of 1.03-1.11 s
 # because the ``syncfs`` after it waited for another program's 256 MB output, and a training job writing
 # checkpoints to the same disk would stall every group. Per-file fsyncs, made by the download threads
 # in parallel and off the transfer path, measured no slower than one ``syncfs`` per group (2,000 x 4 KB,
