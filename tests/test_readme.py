@@ -67,17 +67,52 @@ def test_the_walk_through_prints_what_the_readme_shows(tmp_path: Path) -> None:
     for command, shown in sessions:
         arguments = shlex.split(command.replace("$PWD", str(tmp_path)))
         assert arguments[0] == "emloop"
-        ran = subprocess.run(
-            [sys.executable, "-m", "emloop_ds", *arguments[1:]],
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            env={**os.environ, "COLUMNS": "200"},
-            check=False,
+        returncode, stdout, stderr = _run_at_a_terminal(
+            [sys.executable, "-m", "emloop_ds", *arguments[1:]], tmp_path
         )
-        assert ran.returncode == 0, ran.stderr
-        printed = [line.rstrip() for line in ran.stdout.splitlines()]
+        assert returncode == 0, stderr
+        printed = [line.rstrip() for line in stdout.splitlines()]
         for line in shown.splitlines():
             if not _VARIES.search(line):
-                assert line.rstrip() in printed, f"`{command}` no longer prints {line!r}:\n{ran.stdout}"
+                assert line.rstrip() in printed, f"`{command}` no longer prints {line!r}:\n{stdout}"
+
+
+_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def _run_at_a_terminal(command: list[str], cwd: Path) -> tuple[int, str, str]:
+    """Run ``command`` with stdout on a pseudo-terminal 200 columns wide, as the README's sessions show it.
+
+    Return its exit code, its stdout without colour codes, and its stderr (a pipe).
+    """
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    main_fd, terminal_fd = pty.openpty()
+    fcntl.ioctl(terminal_fd, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 200, 0, 0))
+    with subprocess.Popen(
+        command,
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        stdout=terminal_fd,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "COLUMNS": "200", "TERM": "xterm"},
+    ) as process:
+        os.close(terminal_fd)
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(main_fd, 65536)
+            except OSError:  # EIO: the process closed the terminal
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        os.close(main_fd)
+        assert process.stderr is not None
+        stderr = process.stderr.read().decode()
+        returncode = process.wait(timeout=60)
+    stdout = _ANSI_ESCAPE.sub("", b"".join(chunks).decode()).replace("\r\n", "\n")
+    return returncode, stdout, stderr

@@ -318,3 +318,77 @@ def test_a_run_without_transfers_never_starts_the_import() -> None:
     progress.end_run()
     progress.join()  # returns at once
     assert not progress.preload_started
+
+
+LONG_NAME = "a-file-name-longer-than-a-terminal-line-" * 3 + ".bin"
+
+
+def test_a_piped_stdout_gets_a_plain_table_on_one_line_per_file(
+    http_server: LoopbackServer, tmp_path: Path
+) -> None:
+    entries = (
+        f"    - {http_server.add('/short.bin', DATA)}\n"
+        f"    - url: {http_server.add('/long', DATA[:10])}\n      filename: {LONG_NAME}\n"
+    )
+    result = _run(str(_config(tmp_path, entries)))  # CliRunner's stdout is no terminal
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    times = [line.split("  ")[-2].strip() for line in lines[1:3]]
+    assert all(time.endswith(" s") for time in times)
+    width = len(LONG_NAME)
+    assert lines == [
+        f"{'file':<{width}}      size   time  status",
+        f"{'short.bin':<{width}}  39.1 KiB  {times[0]:>5}  downloaded",
+        f"{LONG_NAME}      10 B  {times[1]:>5}  downloaded",
+        "2 files, 39.1 KiB: 2 downloaded",
+    ]
+
+
+def test_a_piped_check_gets_a_plain_table_of_the_damaged_files(
+    http_server: LoopbackServer, tmp_path: Path
+) -> None:
+    entries = f"    - {http_server.add('/one.bin', DATA)}\n    - {http_server.add('/two.bin', DATA)}\n"
+    assert _run(str(_config(tmp_path, entries))).exit_code == 0
+    (tmp_path / "data" / "one.bin").unlink()
+    result = _check(tmp_path, entries)
+    assert result.exit_code == 1
+    assert result.stdout.splitlines() == [
+        "file     status   problem",
+        "one.bin  missing  not in data_root",
+        "2 files checked: 1 missing, 1 intact",
+    ]
+
+
+def _imported_modules(command: list[str], cwd: Path) -> tuple[subprocess.CompletedProcess[str], set[str]]:
+    """Run the installed ``emloop`` with stdout piped; return the process and every module it imported."""
+    emloop = Path(sys.executable).with_name("emloop")
+    ran = subprocess.run(
+        [sys.executable, "-X", "importtime", str(emloop), *command],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    imported = {
+        line.rpartition("|")[2].strip() for line in ran.stderr.splitlines() if line.startswith("import time:")
+    }
+    return ran, imported
+
+
+def test_a_download_piped_to_a_file_or_log_never_imports_rich(
+    http_server: LoopbackServer, tmp_path: Path
+) -> None:
+    config = str(_config(tmp_path, f"    - {http_server.add('/data.bin', DATA)}\n"))
+    for command, first_line in (
+        (["dataset", "download", config], "file size time status"),
+        (["dataset", "download", config], "file size time status"),  # nothing to do
+        (["dataset", "download", config, "--check"], "1 file checked: 1 intact"),
+        (["dataset", "download", config, "--json"], "["),
+    ):
+        ran, imported = _imported_modules(command, tmp_path)
+        assert ran.returncode == 0, ran.stderr
+        assert " ".join(ran.stdout.splitlines()[0].split()) == first_line  # column widths follow the cells
+        assert "emloop_ds.cli.download" in imported  # the profile is of the command
+        assert not {module for module in imported if module.split(".")[0] == "rich"}, command
+    assert ran.stdout.count('"status": "already complete"') == 1

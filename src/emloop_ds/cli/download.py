@@ -94,19 +94,22 @@ def _has_own_download(dataset: Any) -> bool:
 
 
 def _download_files(dataset: Any, *, jobs: int, timeout_s: float, force: bool, as_json: bool) -> None:
+    from emloop_ds.cli.stdout import is_terminal
     from emloop_ds.core.download import LineProgress, TqdmProgress, fetch_dataset
     from emloop_ds.core.errors import DownloadError
 
-    progress = _PreloadRich(TqdmProgress() if sys.stderr.isatty() else LineProgress())
+    progress: Progress = TqdmProgress() if sys.stderr.isatty() else LineProgress()
+    preload = None if as_json or not is_terminal() else _PreloadRich(progress)  # only a terminal gets rich
     results = fetch_dataset(
         dataset.data_root,
         dataset.download_urls,
         jobs=jobs,
         timeout_s=timeout_s,
         force=force,
-        progress=progress,
+        progress=progress if preload is None else preload,
     )
-    progress.join()
+    if preload is not None:
+        preload.join()
     from emloop_ds.cli import render
 
     render.report_download_warnings(results)
@@ -149,7 +152,7 @@ def _check_files(dataset: Any, *, jobs: int, as_json: bool) -> None:
 
 
 class _PreloadRich:
-    """Pass progress on, and import rich (for the final table) once the first response has arrived.
+    """Pass progress on, and import rich (for a terminal's final table) once the first response has arrived.
 
     Importing rich takes ~25 ms of CPU. Started with the run, it would hold the GIL while the first
     requests are being sent and delay them; started when the first response arrives, it runs while the

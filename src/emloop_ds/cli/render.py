@@ -1,4 +1,8 @@
-"""Render command results: rich tables and warnings for people, JSON for programs."""
+"""Render command results: rich tables and warnings for people, plain tables for logs, JSON for programs.
+
+rich is imported by the functions that draw with it: a download or check whose stdout is no terminal
+prints a plain table (cli/stdout) and never loads it.
+"""
 
 from __future__ import annotations
 
@@ -7,20 +11,19 @@ import math
 import sys
 import traceback
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import click
-from rich.markup import escape
-from rich.table import Table
-from rich.text import Text
 
-from emloop_ds.cli.console import SPARK_BLOCKS, stdout_console
-from emloop_ds.core.schema import DatasetInfo, SourceInfo, StreamInfo
+from emloop_ds.cli.stdout import SPARK_BLOCKS, ascii_safe_stdout, is_terminal, print_plain_table
 
-if TYPE_CHECKING:  # each command imports only its own core modules
+if TYPE_CHECKING:  # each command imports only its own core modules, and rich only where it draws
+    from rich.table import Table
+
     from emloop_ds.core.download.check import CheckResult
     from emloop_ds.core.download.fetch import FileResult
+    from emloop_ds.core.schema import DatasetInfo, SourceInfo, StreamInfo
     from emloop_ds.core.stats import SourceStats
     from emloop_ds.core.throughput import ThroughputReport
 
@@ -139,6 +142,10 @@ def _non_finite(source: SourceInfo) -> str:
 
 def render_dataset_info(info: DatasetInfo) -> None:
     """Print a table per stream on stdout, and one of statistics where they were computed."""
+    from rich.markup import escape
+
+    from emloop_ds.cli.console import stdout_console
+
     console = stdout_console()
     if not info.streams:
         console.print(escape(f"{info.dataset} has no streams (no public <name>_stream methods)"))
@@ -154,6 +161,10 @@ def render_dataset_info(info: DatasetInfo) -> None:
 
 
 def _sources_table(stream: StreamInfo) -> Table:
+    from rich.markup import escape
+    from rich.table import Table
+    from rich.text import Text
+
     table = Table(title=escape(f"{stream.name} stream"), title_justify="left")
     for column in ("source", "dtype", "shape", "range", "NaN/inf", "ragged"):
         table.add_column(column)
@@ -170,6 +181,10 @@ def _sources_table(stream: StreamInfo) -> Table:
 
 
 def _stats_table(stream: StreamInfo) -> Table:
+    from rich.markup import escape
+    from rich.table import Table
+    from rich.text import Text
+
     table = Table(title=escape(f"{stream.name} stream: statistics"), title_justify="left")
     for column in ("source", "mean", "std", "histogram", "values"):
         table.add_column(column, no_wrap=column == "histogram")  # a sparkline is one line
@@ -252,32 +267,78 @@ def download_results_json(results: Sequence[FileResult]) -> list[dict[str, Any]]
 
 
 def render_download_results(results: Sequence[FileResult]) -> None:
-    """Print a table of at most ``MAX_TABLE_ROWS`` files (failures first) and a summary line on stdout."""
+    """Print a table of at most ``MAX_TABLE_ROWS`` files (failures first) and a summary line on stdout.
+
+    At a terminal the table is rich's; elsewhere (a pipe, a file, a CI log) it is plain text.
+    """
     shown = sorted(results, key=lambda result: result.error is None)[:MAX_TABLE_ROWS]
-    table = Table()
-    table.add_column("file")
-    table.add_column("size", justify="right")
-    table.add_column("time", justify="right")
-    table.add_column("status")
-    for result in shown:
-        size = "" if result.size_bytes is None else _format_bytes(result.size_bytes)
-        style = _STATUS_STYLES.get(result.status, "green")
-        # Text cells are neither parsed as markup nor searched for emoji codes: ~30% of the printing time.
-        table.add_row(
-            Text(result.filename),
-            Text(size),
-            Text(f"{result.elapsed_s:.1f} s"),
-            Text.assemble((result.status, style)),
+    rows = [
+        (
+            result.filename,
+            "" if result.size_bytes is None else _format_bytes(result.size_bytes),
+            f"{result.elapsed_s:.1f} s",
+            result.status,
         )
-    console = stdout_console(emoji=False, highlight=False)
-    if shown:
-        console.print(table)
+        for result in shown
+    ]
     total_bytes = sum(result.size_bytes or 0 for result in results)
     summary = (
         f"{_files(len(results))}, {_format_bytes(total_bytes)}: {_count_statuses(r.status for r in results)}"
     )
     if len(shown) < len(results):
         summary += f" ({len(results) - len(shown):,} not listed; --json lists every file)"
+    _print_table(
+        ("file", "size", "time", "status"),
+        rows,
+        summary,
+        right_aligned={1, 2},
+        status_column=3,
+        status_style="green",
+    )
+
+
+def _print_table(
+    header: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    summary: str,
+    *,
+    right_aligned: Collection[int] = (),
+    status_column: int,
+    status_style: str,
+) -> None:
+    """Print the rows of a download or check table (none: no table) and a summary line on stdout.
+
+    At a terminal the table is rich's, its status column coloured (``status_style`` for a status
+    ``_STATUS_STYLES`` does not name); elsewhere it is plain text, which needs no rich.
+    """
+    if not is_terminal():
+        if rows:
+            print_plain_table(header, rows, right_aligned)
+        stdout = ascii_safe_stdout()
+        stdout.write(summary + "\n")
+        stdout.flush()
+        return
+    from rich.table import Table
+    from rich.text import Text
+
+    from emloop_ds.cli.console import stdout_console
+
+    console = stdout_console(emoji=False, highlight=False)
+    if rows:
+        table = Table()
+        for column, name in enumerate(header):
+            table.add_column(name, justify="right" if column in right_aligned else "left")
+        for row in rows:
+            # Text cells are neither parsed as markup nor searched for emoji codes: ~30% of the printing time.
+            table.add_row(
+                *(
+                    Text.assemble((cell, _STATUS_STYLES.get(cell, status_style)))
+                    if column == status_column
+                    else Text(cell)
+                    for column, cell in enumerate(row)
+                )
+            )
+        console.print(table)
     console.print(Text(summary), soft_wrap=True)
 
 
@@ -311,24 +372,18 @@ def check_results_json(results: Sequence[CheckResult]) -> list[dict[str, Any]]:
 
 
 def render_check_results(results: Sequence[CheckResult]) -> None:
-    """Print the files with problems (at most ``MAX_TABLE_ROWS``) and a summary line on stdout."""
+    """Print the files with problems (at most ``MAX_TABLE_ROWS``) and a summary line on stdout.
+
+    At a terminal the table is rich's; elsewhere (a pipe, a file, a CI log) it is plain text.
+    """
     damaged = [result for result in results if not result.is_intact]
-    console = stdout_console(emoji=False, highlight=False)
-    if damaged:
-        table = Table()
-        table.add_column("file")
-        table.add_column("status")
-        table.add_column("problem")
-        for result in damaged[:MAX_TABLE_ROWS]:
-            style = _STATUS_STYLES.get(result.status, "red")
-            table.add_row(
-                Text(result.filename), Text.assemble((result.status, style)), Text("; ".join(result.problems))
-            )
-        console.print(table)
+    rows = [
+        (result.filename, result.status, "; ".join(result.problems)) for result in damaged[:MAX_TABLE_ROWS]
+    ]
     summary = f"{_files(len(results))} checked: {_count_statuses(result.status for result in results)}"
     if len(damaged) > MAX_TABLE_ROWS:
         summary += f" ({len(damaged) - MAX_TABLE_ROWS:,} not listed; --json lists every file)"
-    console.print(Text(summary), soft_wrap=True)
+    _print_table(("file", "status", "problem"), rows, summary, status_column=1, status_style="red")
 
 
 def _files(count: int) -> str:
@@ -384,6 +439,11 @@ def throughput_json(report: ThroughputReport) -> dict[str, Any]:
 
 def render_throughput(report: ThroughputReport) -> None:
     """Print the summary of ``emloop dataset stream`` as a table on stdout."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from emloop_ds.cli.console import stdout_console
+
     epochs = f"{report.epochs:,}" + (
         "" if report.epoch_size is None else f" of {report.epoch_size:,} batches"
     )

@@ -23,14 +23,14 @@ def render_method_result(result: Any, call: str, config: Path, as_json: bool) ->
     Mappings and sequences are printed as YAML (JSON with ``as_json``), a string as it is, ``None`` not
     at all. A stream (an iterator, or an iterable without a length) is not consumed: a note on stderr
     points to ``emloop dataset stream``. Where stdout cannot encode Unicode, YAML and JSON escape it
-    (exact and valid) and text degrades to ASCII look-alikes (NOTE [ASCII output], cli/console).
+    (exact and valid) and text degrades to ASCII look-alikes (NOTE [ASCII output], cli/stdout).
     """
     if _is_stream(result):
         _point_to_stream_command(result, call, config)
         return
-    from emloop_ds.cli.console import stdout_console
+    from emloop_ds.cli.stdout import ascii_safe_stdout
 
-    stdout = stdout_console().file  # set up to degrade to ASCII where needed: NOTE [ASCII output]
+    stdout = ascii_safe_stdout()  # NOTE [ASCII output]
     encoding = (getattr(stdout, "encoding", None) or "utf-8").lower()
     if as_json or result is not None:
         text = _format(result, as_json, is_unicode=encoding.replace("_", "-").startswith("utf"), call=call)

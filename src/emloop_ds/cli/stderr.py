@@ -11,7 +11,7 @@ def echo_stderr(message: str) -> None:
     """Write ``message`` and a newline to stderr, with ``\\xe9``-style escapes for what it cannot encode.
 
     Click's own ``echo`` would write UTF-8 to a stderr declared ASCII (PYTHONIOENCODING=ascii, a C locale);
-    escapes keep a path or a dataset's message exact and the stream ASCII (NOTE [ASCII output], cli/console).
+    escapes keep a path or a dataset's message exact and the stream ASCII (NOTE [ASCII output], cli/stdout).
     """
     stream = sys.stderr
     encoding = getattr(stream, "encoding", None) or "utf-8"
