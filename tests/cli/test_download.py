@@ -391,4 +391,6 @@ def test_a_download_piped_to_a_file_or_log_never_imports_rich(
         assert " ".join(ran.stdout.splitlines()[0].split()) == first_line  # column widths follow the cells
         assert "emloop_ds.cli.download" in imported  # the profile is of the command
         assert not {module for module in imported if module.split(".")[0] == "rich"}, command
+        # nor what a download of plain files does not use: archives' extraction, the stream library
+        assert not imported & {"emloop_ds.core.download.extract", "emloop_ds.core.stream.wrapper"}, command
     assert ran.stdout.count('"status": "already complete"') == 1

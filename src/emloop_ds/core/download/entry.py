@@ -15,7 +15,7 @@ from typing import Any
 
 from emloop_ds.core.config import describe_type
 from emloop_ds.core.download.checksum import ALGORITHMS, Checksum
-from emloop_ds.core.download.extract import archive_format, parse_size
+from emloop_ds.core.download.extract_options import archive_format, parse_size
 from emloop_ds.core.download.state import STATE_DIR
 from emloop_ds.core.errors import ConfigError
 

@@ -34,19 +34,18 @@ Only the file's inode, mode and modification time change, never its content.
 
 from __future__ import annotations
 
-import re
 import stat
 import uuid
 from collections.abc import Collection, Sequence
-from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 from emloop_ds.core.download import staging
+from emloop_ds.core.download.extract_options import ARCHIVE_SUFFIXES, archive_format, parse_size
 from emloop_ds.core.download.extracted_record import ExtractedFile, read_record, write_record
 from emloop_ds.core.download.merge import TreeMerge, list_staged, write_journal
 from emloop_ds.core.download.state import STATE_DIR
 from emloop_ds.core.download.unpack import unpack_archive
-from emloop_ds.core.errors import ConfigError, ExtractionError, describe_exception
+from emloop_ds.core.errors import ExtractionError, describe_exception
 
 __all__ = [
     "ARCHIVE_SUFFIXES",
@@ -59,61 +58,12 @@ __all__ = [
     "remove_stale_staging",
 ]
 
-ARCHIVE_SUFFIXES = {
-    ".zip": "zip",
-    ".tar": "tar",
-    ".tar.gz": "tar",
-    ".tgz": "tar",
-    ".tar.bz2": "tar",
-    ".tbz2": "tar",
-    ".tar.xz": "tar",
-    ".txz": "tar",
-}
-"""File name endings of the archives that are extracted by default, and their format."""
-
 _MIN_DEFAULT_MAX_BYTES = 10**9
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([kmgtp]i?b|b)?\s*$", re.IGNORECASE)
-_UNIT_POWERS = {"k": 1, "m": 2, "g": 3, "t": 4, "p": 5}
-
-
-def archive_format(filename: str) -> str | None:
-    """Return ``"zip"`` or ``"tar"`` if ``filename`` names a recognised archive, else ``None``."""
-    name = filename.lower()
-    for suffix, kind in ARCHIVE_SUFFIXES.items():
-        if name.endswith(suffix):
-            return kind
-    return None
 
 
 def default_max_extract_bytes(archive_bytes: int) -> int:
     """Return the bound on an archive's extracted bytes when its entry sets no ``max_extract_size``."""
     return max(100 * archive_bytes, _MIN_DEFAULT_MAX_BYTES)
-
-
-def parse_size(value: int | str) -> int:
-    """Return the bytes of a ``max_extract_size``: a whole number or a size like ``5GB``, ``1.5GB``, ``5GiB``.
-
-    kB, MB, GB, TB and PB are powers of 1000; KiB, MiB, GiB, TiB and PiB powers of 1024.
-
-    Raises:
-        ConfigError: naming the value, if it is not such a size or not above 0.
-    """
-    if isinstance(value, int) and not isinstance(value, bool):
-        number = Decimal(value)
-    else:
-        match = _SIZE.match(value) if isinstance(value, str) else None
-        if match is None:
-            raise _size_error(value)
-        try:
-            number = Decimal(match[1])
-        except InvalidOperation as exc:  # not reached: the pattern admits only decimal numbers
-            raise _size_error(value) from exc
-        unit = (match[2] or "b").lower()
-        if unit != "b":
-            number *= (1024 if "i" in unit else 1000) ** _UNIT_POWERS[unit[0]]
-    if number < 1:
-        raise _size_error(value)
-    return int(number)
 
 
 def extract_archive(
@@ -217,11 +167,4 @@ def _merge_error(archive_name: str, exc: OSError) -> ExtractionError:
     return ExtractionError(
         f"cannot extract {archive_name}: cannot move its files into data_root ({describe_exception(exc)}); "
         "nothing was extracted. Check the free space and permissions of data_root"
-    )
-
-
-def _size_error(value: object) -> ConfigError:
-    return ConfigError(
-        f"invalid max_extract_size {value!r}: give bytes as a whole number, or a size such as 100MB, "
-        "1.5GB or 5GiB (GB = 10**9 bytes, GiB = 2**30 bytes)"
     )

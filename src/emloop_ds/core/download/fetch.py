@@ -27,12 +27,6 @@ from typing import TYPE_CHECKING, Any
 from emloop_ds.core.download.checksum import Checksum, hash_file
 from emloop_ds.core.download.commit import Committer, Handover
 from emloop_ds.core.download.entry import DownloadEntry, parse_download_entries
-from emloop_ds.core.download.extract import (
-    ExtractedFile,
-    default_max_extract_bytes,
-    extract_archive,
-    find_damaged,
-)
 from emloop_ds.core.download.lock import FileLocks, bucket_of, hold_lock
 from emloop_ds.core.download.parallel import run_parallel
 from emloop_ds.core.download.progress import FileProgress, NoProgress, Progress
@@ -40,7 +34,8 @@ from emloop_ds.core.download.retry import RetryPolicy
 from emloop_ds.core.download.state import FileRecord, StateStore
 from emloop_ds.core.errors import ConfigError, DownloadCancelledError, DownloadError
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # transfer (requests) and extract (for archives) are imported where they are needed
+    from emloop_ds.core.download.extract import ExtractedFile
     from emloop_ds.core.download.transfer import Client
 
 __all__ = ["STATUSES", "FileResult", "fetch_dataset", "open_data_root", "raise_failures"]
@@ -205,8 +200,11 @@ def _complete_result(entry: DownloadEntry, store: StateStore) -> FileResult | No
     record = store.find(entry.filename, entry.checksum, refresh=False)
     if record is None or (entry.extract and not record.extracted):
         return None
-    if entry.extract and find_damaged(store.data_root, record.extracted_files):
-        return None
+    if entry.extract:
+        from emloop_ds.core.download.extract import find_damaged
+
+        if find_damaged(store.data_root, record.extracted_files):
+            return None
     return FileResult(entry.filename, record.url, "already complete", 0.0, record.size_bytes, record.checksum)
 
 
@@ -282,6 +280,8 @@ def _fetch_locked(
         record = handover.wait()
     if not entry.extract:
         return status, record, warnings
+    from emloop_ds.core.download.extract import find_damaged
+
     if not record.extracted:
         files = _extract(entry, run)
         record = run.store.save(
@@ -386,6 +386,8 @@ def _download_from_mirrors(
 
 def _extract(entry: DownloadEntry, run: _Run, only: list[str] | None = None) -> list[ExtractedFile]:
     """Extract the entry's archive (or just the members ``only``) into ``data_root``; return its files."""
+    from emloop_ds.core.download.extract import default_max_extract_bytes, extract_archive
+
     data_root = run.store.data_root
     archive = data_root / entry.filename
     max_bytes = entry.max_extract_bytes
