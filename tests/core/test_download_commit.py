@@ -102,13 +102,19 @@ def test_a_commit_after_the_committer_closed_keeps_the_part(tmp_path: Path) -> N
     assert handover.part.read_bytes() == b"late"
 
 
+def _netrc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, machine: str) -> Path:
+    """Write a ~/.netrc with credentials for ``machine`` and point NETRC at it."""
+    netrc = tmp_path / "netrc"
+    netrc.write_text(f"machine {machine} login reader password s3cret\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    return netrc
+
+
 def test_netrc_credentials_go_with_every_request_to_their_host_only(
     http_server: LoopbackServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    netrc = tmp_path / "netrc"
-    netrc.write_text("machine 127.0.0.1 login reader password s3cret\n")
-    netrc.chmod(0o600)
-    monkeypatch.setenv("NETRC", str(netrc))
+    netrc = _netrc(tmp_path, monkeypatch, "127.0.0.1")
     urls = [http_server.add(f"/f{n}.bin", bytes([n]) * 10) for n in range(4)]
     results = fetch_dataset(tmp_path / "with", urls, jobs=2)
     assert [result.status for result in results] == ["downloaded"] * 4
@@ -130,10 +136,7 @@ def test_the_download_path_imports_requests_only_to_fetch() -> None:
 def test_credentials_in_a_url_are_sent_when_netrc_has_none_for_its_host(
     http_server: LoopbackServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    netrc = tmp_path / "netrc"
-    netrc.write_text("machine elsewhere.invalid login reader password s3cret\n")
-    netrc.chmod(0o600)
-    monkeypatch.setenv("NETRC", str(netrc))
+    _netrc(tmp_path, monkeypatch, "elsewhere.invalid")
     urls = [http_server.add(f"/f{n}.bin", b"x").replace("://", "://user:pw@") for n in range(3)]
     results = fetch_dataset(tmp_path / "data", urls, jobs=2)
     assert [result.status for result in results] == ["downloaded"] * 3
