@@ -31,6 +31,7 @@ def test_importing_the_package_imports_each_name_at_its_first_use() -> None:
 
 
 def test_every_exported_name_is_the_object_of_its_own_module() -> None:
+    assert sorted(emloop_ds._EXPORTS) == emloop_ds.__all__
     for name in emloop_ds.__all__:
         value = getattr(emloop_ds, name)
         assert getattr(sys.modules[emloop_ds._EXPORTS[name]], name) is value

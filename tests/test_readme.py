@@ -9,13 +9,13 @@ import os
 import re
 import shlex
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 from tests.markdown_blocks import FRAGMENT_MARKER, REPO_ROOT, python_blocks, run_block, runnable
+from tests.terminal import run_at_a_terminal
 
 README = REPO_ROOT / "README.md"
 BLOCKS = python_blocks(README.read_text(encoding="utf-8"))
@@ -85,34 +85,9 @@ def _run_at_a_terminal(command: list[str], cwd: Path) -> tuple[int, str, str]:
 
     Return its exit code, its stdout without colour codes, and its stderr (a pipe).
     """
-    import fcntl
-    import pty
-    import struct
-    import termios
-
-    main_fd, terminal_fd = pty.openpty()
-    fcntl.ioctl(terminal_fd, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 200, 0, 0))
-    with subprocess.Popen(
-        command,
-        cwd=cwd,
-        stdin=subprocess.DEVNULL,
-        stdout=terminal_fd,
-        stderr=subprocess.PIPE,
-        env={**os.environ, "COLUMNS": "200", "TERM": "xterm"},
-    ) as process:
-        os.close(terminal_fd)
-        chunks = []
-        while True:
-            try:
-                chunk = os.read(main_fd, 65536)
-            except OSError:  # EIO: the process closed the terminal
-                break
-            if not chunk:
-                break
-            chunks.append(chunk)
-        os.close(main_fd)
-        assert process.stderr is not None
-        stderr = process.stderr.read().decode()
-        returncode = process.wait(timeout=60)
-    stdout = _ANSI_ESCAPE.sub("", b"".join(chunks).decode()).replace("\r\n", "\n")
-    return returncode, stdout, stderr
+    env = {**os.environ, "COLUMNS": "200", "TERM": "xterm"}
+    returncode, shown, stderr = run_at_a_terminal(
+        command, terminal="stdout", columns=200, rows=50, cwd=cwd, env=env
+    )
+    stdout = _ANSI_ESCAPE.sub("", shown.decode()).replace("\r\n", "\n")
+    return returncode, stdout, stderr.decode()

@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import fcntl
 import functools
 import io
 import itertools
-import os
-import pty
-import struct
 import subprocess
-import termios
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,6 +15,7 @@ from click.testing import CliRunner
 from emloop_ds.cli import stream_progress
 from emloop_ds.cli.main import cli
 from emloop_ds.cli.stream_progress import BatchLines
+from tests.terminal import run_at_a_terminal
 
 WriteDataset = Callable[..., Path]
 
@@ -107,31 +103,12 @@ def test_the_installed_command_shows_tqdms_bar_at_a_terminal(
     write_dataset: WriteDataset, emloop_command: str
 ) -> None:
     config = write_dataset(DATASET)
-    terminal, child_end = pty.openpty()
-    fcntl.ioctl(child_end, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # 24 rows, 100 columns
-    try:
-        process = subprocess.Popen(
-            [emloop_command, "dataset", "stream", str(config), "--epoch-size", "6", "--epochs", "2"],
-            stdout=subprocess.PIPE,
-            stderr=child_end,
-        )
-        os.close(child_end)
-        child_end = -1
-        shown = b""
-        while True:  # until the child's end is closed, which Linux reports as EIO
-            try:
-                chunk = os.read(terminal, 4096)
-            except OSError:
-                break
-            if not chunk:
-                break
-            shown += chunk
-        stdout, _ = process.communicate(timeout=60)
-    finally:
-        os.close(terminal)
-        if child_end >= 0:
-            os.close(child_end)
-    assert process.returncode == 0, shown.decode(errors="replace")
+    returncode, shown, stdout = run_at_a_terminal(  # stderr on a terminal of 24 rows, 100 columns
+        [emloop_command, "dataset", "stream", str(config), "--epoch-size", "6", "--epochs", "2"],
+        terminal="stderr",
+        columns=100,
+    )
+    assert returncode == 0, shown.decode(errors="replace")
     assert b"\r" in shown
     assert b"12/12" in shown
     assert b"train stream" in stdout
