@@ -37,6 +37,7 @@ from emloop_ds.core.errors import ConfigError, StreamError, describe_exception
 from emloop_ds.core.stream.dask.actor import END, Chunk, RemoteFailure, ShardActor
 from emloop_ds.core.stream.dask.cluster import INSTALL_HINT, DaskSession, open_session
 from emloop_ds.core.stream.dask.shipping import ship_code
+from emloop_ds.core.stream.dask.worker_setup import ACTOR_KEY_PREFIX
 from emloop_ds.core.stream.engine import ShardEnd, ShardEngine, ShardFailure, ShardItem, StreamSpec
 from emloop_ds.core.stream.remote_error import unpack_exception
 
@@ -272,7 +273,7 @@ class DaskEngine:
                 actor=True,
                 workers=[workers[shard % len(workers)]],
                 allow_other_workers=True,  # a preference: the worker may be gone by now
-                key=f"emloop-ds-shard-{shard}-{self._token}-{state.incarnation}",
+                key=f"{ACTOR_KEY_PREFIX}{shard}-{self._token}-{state.incarnation}",
                 pure=False,
             )
             state.incarnation += 1
