@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 
 from emloop_ds import ChecksumError, DownloadCancelledError, DownloadError
+from emloop_ds.core.download import part
 from emloop_ds.core.download.checksum import CHUNK_BYTES, Checksum
+from emloop_ds.core.download.durable import WRITEBACK_BYTES
 from emloop_ds.core.download.part import PartOrigin, part_path, write_origin
 from emloop_ds.core.download.progress import NoProgress
 from emloop_ds.core.download.response import Validators
@@ -139,6 +141,32 @@ def test_part_left_by_a_killed_run_is_resumed(http_server: LoopbackServer, tmp_p
     assert (tmp_path / "data.bin").read_bytes() == DATA
     assert [request.range for request in http_server.requests()] == ["bytes=123456-"]
     assert outcome.resumed
+
+
+def test_a_big_file_goes_to_the_disk_while_it_is_written_from_where_a_resume_starts(
+    http_server: LoopbackServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = os.urandom(3 * WRITEBACK_BYTES + 300_000)
+    url = http_server.add("/big.bin", data)
+    kept = 1_000_000
+    part_path(tmp_path / "big.bin").write_bytes(data[:kept])
+    ranges: list[tuple[int, int]] = []
+    real = part.start_writeback
+
+    def recording(descriptor: int, offset: int, length: int) -> None:
+        ranges.append((offset, length))
+        real(descriptor, offset, length)
+
+    monkeypatch.setattr(part, "start_writeback", recording)
+    download_file(url, tmp_path / "big.bin", checksum=Checksum("sha256", hashlib.sha256(data).hexdigest()))
+    assert (tmp_path / "big.bin").read_bytes() == data
+    # Every new byte is in one range, in order from the resume's first, each range WRITEBACK_BYTES or a
+    # little more (reads may end anywhere); what is left after the last is for the final fsync.
+    assert len(ranges) == 2
+    assert ranges[0][0] == kept
+    assert ranges[0][0] + ranges[0][1] == ranges[1][0]
+    assert all(WRITEBACK_BYTES <= length < WRITEBACK_BYTES + CHUNK_BYTES for _, length in ranges)
+    assert len(data) - sum(ranges[-1]) < WRITEBACK_BYTES
 
 
 def test_ignored_range_restarts_the_file_cleanly(http_server: LoopbackServer, tmp_path: Path) -> None:

@@ -17,9 +17,11 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "WRITEBACK_BYTES",
     "fsync_file",
     "fsync_folder",
     "replace_durably",
+    "start_writeback",
     "write_json_atomically",
 ]
 
@@ -35,6 +37,45 @@ def fsync_file(path: Path) -> None:
         os.fsync(descriptor)
     finally:
         os.close(descriptor)
+
+
+# NOTE [early writeback]: a big file's final fsync waits for every byte still only in memory: measured
+# here, 0.11 s for 256 MB, a fifth of the whole download. While a file is written, each WRITEBACK_BYTES
+# written are handed to the disk at once (Linux's sync_file_range with SYNC_FILE_RANGE_WRITE: it starts
+# the writes and waits for none, and unlike fadvise's DONTNEED it keeps the pages cached for an
+# extraction or a reader that follows). The fsync then finds almost nothing left (0.005 s) and still
+# does what makes the file durable, so this is a hint only: where it is missing or fails, nothing changes.
+# RocksDB's bytes_per_sync and PostgreSQL's backend_flush_after do the same.
+WRITEBACK_BYTES = 8 << 20
+
+_SYNC_FILE_RANGE_WRITE = 2  # from <fcntl.h>
+_sync_file_range: Callable[[int, int, int, int], int] | None = None
+_sync_file_range_looked_up = False
+
+
+def start_writeback(descriptor: int, offset: int, length: int) -> None:
+    """Start writing ``length`` bytes of an open file from ``offset`` to disk, without waiting (NOTE [early
+    writeback]); a no-op where the system cannot."""
+    global _sync_file_range, _sync_file_range_looked_up
+    if not _sync_file_range_looked_up:
+        _sync_file_range_looked_up = True
+        _sync_file_range = _find_sync_file_range()
+    if _sync_file_range is not None:
+        _sync_file_range(descriptor, offset, length, _SYNC_FILE_RANGE_WRITE)  # a failure is only a lost hint
+
+
+def _find_sync_file_range() -> Callable[[int, int, int, int], int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    try:
+        function = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    function.restype = ctypes.c_int
+    return function
 
 
 def fsync_folder(folder: Path) -> None:

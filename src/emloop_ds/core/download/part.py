@@ -13,7 +13,7 @@ from pathlib import Path
 from types import TracebackType
 
 from emloop_ds.core.download.checksum import Checksum, StreamingHasher
-from emloop_ds.core.download.durable import write_json_atomically
+from emloop_ds.core.download.durable import WRITEBACK_BYTES, start_writeback, write_json_atomically
 from emloop_ds.core.download.progress import FileProgress
 from emloop_ds.core.download.response import Body, Validators
 from emloop_ds.core.errors import DownloadCancelledError, DownloadError
@@ -92,6 +92,7 @@ class PartFile:
         self.path = path
         self.size = 0
         self.resumed = False
+        self._not_written_back = 0
         self._algorithm = algorithm
         self._hasher = StreamingHasher(algorithm)
         self._is_kept = False
@@ -137,7 +138,7 @@ class PartFile:
             self._file.truncate()
         except OSError as exc:
             raise self._disk_error("empty", exc) from exc
-        self.size = 0
+        self.size = self._not_written_back = 0
 
     def write_from(self, body: Body, progress: FileProgress, cancel: threading.Event | None) -> None:
         """Append the rest of ``body``.
@@ -203,6 +204,10 @@ class PartFile:
             raise self._disk_error("write", exc) from exc
         self._hasher.feed(buffer, n_bytes)
         self.size += n_bytes
+        self._not_written_back += n_bytes
+        if self._not_written_back >= WRITEBACK_BYTES:  # NOTE [early writeback]
+            start_writeback(self._file.fileno(), self.size - self._not_written_back, self._not_written_back)
+            self._not_written_back = 0
 
     def _close_file(self) -> None:
         try:
