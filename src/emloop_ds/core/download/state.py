@@ -81,12 +81,12 @@ class StateStore:
 
     def find(self, filename: str, checksum: Checksum | None, *, refresh: bool = True) -> FileRecord | None:
         """Return the record of ``filename`` if it still vouches for the file in ``data_root``."""
-        record = self.read(filename, refresh=refresh)
-        if record is None or (checksum is not None and record.checksum != checksum):
-            return None
         try:
             status = os.stat(os.path.join(self.data_root, filename))
-        except OSError:
+        except OSError:  # no record vouches for a missing file: the journals need no reading for it
+            return None
+        record = self.read(filename, refresh=refresh)
+        if record is None or (checksum is not None and record.checksum != checksum):
             return None
         if (status.st_size, status.st_mtime_ns) != (record.size_bytes, record.mtime_ns):
             return None
