@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import socket
 import threading
@@ -143,13 +144,14 @@ def test_part_left_by_a_killed_run_is_resumed(http_server: LoopbackServer, tmp_p
     assert outcome.resumed
 
 
+@pytest.mark.parametrize("ignores_range", [False, True], ids=["resumed", "restarted"])
 def test_a_big_file_goes_to_the_disk_while_it_is_written_from_where_a_resume_starts(
-    http_server: LoopbackServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    http_server: LoopbackServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ignores_range: bool
 ) -> None:
     data = os.urandom(3 * WRITEBACK_BYTES + 300_000)
-    url = http_server.add("/big.bin", data)
+    url = http_server.add("/big.bin", data, *([Fault(ignore_range=True)] if ignores_range else []))
     kept = 1_000_000
-    part_path(tmp_path / "big.bin").write_bytes(data[:kept])
+    part_path(tmp_path / "big.bin").write_bytes(data[:kept])  # a server that ignores the Range: from 0
     ranges: list[tuple[int, int]] = []
     real = part.start_writeback
 
@@ -162,9 +164,9 @@ def test_a_big_file_goes_to_the_disk_while_it_is_written_from_where_a_resume_sta
     assert (tmp_path / "big.bin").read_bytes() == data
     # Every new byte is in one range, in order from the resume's first, each range WRITEBACK_BYTES or a
     # little more (reads may end anywhere); what is left after the last is for the final fsync.
-    assert len(ranges) == 2
-    assert ranges[0][0] == kept
-    assert ranges[0][0] + ranges[0][1] == ranges[1][0]
+    assert len(ranges) == (3 if ignores_range else 2)
+    assert ranges[0][0] == (0 if ignores_range else kept)
+    assert all(first + length == second for (first, length), (second, _) in itertools.pairwise(ranges))
     assert all(WRITEBACK_BYTES <= length < WRITEBACK_BYTES + CHUNK_BYTES for _, length in ranges)
     assert len(data) - sum(ranges[-1]) < WRITEBACK_BYTES
 

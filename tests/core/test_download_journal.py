@@ -7,6 +7,8 @@ import json
 import os
 from pathlib import Path
 
+import pytest
+
 from emloop_ds.core.download.fetch import fetch_dataset
 from emloop_ds.core.download.state import StateStore
 from tests.http_server import LoopbackServer
@@ -69,3 +71,19 @@ def test_a_journal_line_cut_by_a_crash_is_ignored_and_its_file_fetched_again(
     results = fetch_dataset(tmp_path, urls)
     assert [result.status for result in results] == ["already complete", "already complete", "downloaded"]
     assert len(http_server.requests("/f2.bin")) == 2
+
+
+def test_a_missing_file_is_judged_without_reading_the_journals(
+    http_server: LoopbackServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fetch_dataset(tmp_path, [http_server.add("/a.bin", b"a" * 100)])
+    store = StateStore(tmp_path)
+    assert store.find("a.bin", None) is not None  # recorded, and in place
+    (tmp_path / "a.bin").unlink()
+
+    def refused(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a missing file's record was looked up")
+
+    monkeypatch.setattr(store.journal, "get", refused)
+    assert store.find("a.bin", None) is None
+    assert store.find("never.bin", None) is None

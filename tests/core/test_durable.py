@@ -1,7 +1,9 @@
-"""Test the group flushes of durable.py: shared flushes that never return before covering the caller."""
+"""Test durable.py: group flushes that never return before covering the caller, and early writeback."""
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import os
 import sys
 import threading
@@ -58,12 +60,16 @@ def test_threads_renaming_at_once_share_folder_flushes_and_each_waits_for_one_be
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="sync_file_range is Linux's")
-def test_early_writeback_is_a_hint_that_never_fails(tmp_path: Path) -> None:
-    assert durable._find_sync_file_range() is not None  # in use here, not silently missing
+def test_early_writeback_starts_on_linux_and_a_refused_one_raises_nothing(tmp_path: Path) -> None:
+    sync_file_range = durable._find_sync_file_range()
+    assert sync_file_range is not None  # in use here, not silently missing
     path = tmp_path / "data.bin"
     with open(path, "wb", buffering=0) as file:
         file.write(b"x" * 100_000)
+        # The call as start_writeback makes it: the signature and flag are right when the system accepts it.
+        assert sync_file_range(file.fileno(), 0, 100_000, durable._SYNC_FILE_RANGE_WRITE) == 0
         durable.start_writeback(file.fileno(), 0, 100_000)
-        descriptor = file.fileno()
-    durable.start_writeback(descriptor, 0, 100_000)  # closed: the system refuses; nothing is raised
+    assert sync_file_range(-1, 0, 100_000, durable._SYNC_FILE_RANGE_WRITE) == -1
+    assert ctypes.get_errno() == errno.EBADF
+    durable.start_writeback(-1, 0, 100_000)  # refused: a lost hint, nothing raised
     assert path.read_bytes() == b"x" * 100_000

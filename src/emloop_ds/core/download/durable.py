@@ -8,6 +8,7 @@ right size but holds zeros. Part files, downloaded files and state records all g
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -39,39 +40,36 @@ def fsync_file(path: Path) -> None:
         os.close(descriptor)
 
 
-# NOTE [early writeback]: a big file's final fsync waits for every byte still only in memory: measured
-# here, 0.11 s for 256 MB, a fifth of the whole download. While a file is written, each WRITEBACK_BYTES
-# written are handed to the disk at once (Linux's sync_file_range with SYNC_FILE_RANGE_WRITE: it starts
-# the writes and waits for none, and unlike fadvise's DONTNEED it keeps the pages cached for an
-# extraction or a reader that follows). The fsync then finds almost nothing left (0.005 s) and still
-# does what makes the file durable, so this is a hint only: where it is missing or fails, nothing changes.
-# RocksDB's bytes_per_sync and PostgreSQL's backend_flush_after do the same.
+# NOTE [early writeback]: a big file's final fsync would wait for every byte still only in memory. While a
+# file is written, each WRITEBACK_BYTES written are handed to the disk at once (Linux's sync_file_range
+# with SYNC_FILE_RANGE_WRITE: it starts the writes and waits for none, and unlike fadvise's DONTNEED it
+# keeps the pages cached for an extraction or a reader that follows), so the fsync finds little left to
+# write. The fsync still does what makes the file durable: this is a hint only, and where it is missing or
+# fails nothing changes. Never add SYNC_FILE_RANGE_WAIT_BEFORE or _AFTER here: a waiting call takes the
+# file's pending write error, which this call ignores, and the final fsync would then report success for
+# lost bytes. RocksDB's bytes_per_sync and PostgreSQL's backend_flush_after do the same.
 WRITEBACK_BYTES = 8 << 20
 
-_SYNC_FILE_RANGE_WRITE = 2  # from <fcntl.h>
-_sync_file_range: Callable[[int, int, int, int], int] | None = None
-_sync_file_range_looked_up = False
+_SYNC_FILE_RANGE_WRITE = 2  # from <linux/fs.h>
 
 
 def start_writeback(descriptor: int, offset: int, length: int) -> None:
-    """Start writing ``length`` bytes of an open file from ``offset`` to disk, without waiting (NOTE [early
-    writeback]); a no-op where the system cannot."""
-    global _sync_file_range, _sync_file_range_looked_up
-    if not _sync_file_range_looked_up:
-        _sync_file_range_looked_up = True
-        _sync_file_range = _find_sync_file_range()
-    if _sync_file_range is not None:
-        _sync_file_range(descriptor, offset, length, _SYNC_FILE_RANGE_WRITE)  # a failure is only a lost hint
+    """Start writing a range of an open file to disk without waiting (NOTE [early writeback])."""
+    sync_file_range = _find_sync_file_range()
+    if sync_file_range is not None:
+        sync_file_range(descriptor, offset, length, _SYNC_FILE_RANGE_WRITE)  # a failure is a lost hint only
 
 
+@functools.cache
 def _find_sync_file_range() -> Callable[[int, int, int, int], int] | None:
+    """Return libc's sync_file_range, or None where there is none (not Linux, or no ctypes)."""
     if not sys.platform.startswith("linux"):
         return None
-    import ctypes
-
     try:
+        import ctypes
+
         function = ctypes.CDLL(None, use_errno=True).sync_file_range
-    except (OSError, AttributeError):
+    except (ImportError, OSError, AttributeError):
         return None
     function.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
     function.restype = ctypes.c_int
@@ -97,11 +95,10 @@ def fsync_folder(folder: Path) -> None:
 #
 # NOTE [no syncfs]: a file's bytes are flushed by an fsync of that file, never by ``syncfs``. One
 # ``syncfs`` for a group of small files would replace many fsyncs, but it flushes everything written to
-# the file system by every process: measured here, a 256 MB download took 1.86 s instead of 1.03-1.11 s
-# because the ``syncfs`` after it waited for another program's 256 MB output, and a training job writing
-# checkpoints to the same disk would stall every group. Per-file fsyncs, made by the download threads
-# in parallel and off the transfer path, measured no slower than one ``syncfs`` per group (2,000 x 4 KB,
-# 8 jobs: 5.51 against 5.51 s, medians of 5): the kernel's journal commits concurrent fsyncs together.
+# the file system by every process: a download would wait for another program's output, and a training
+# job writing checkpoints to the same disk would stall every group. Per-file fsyncs, made by the download
+# threads in parallel and off the transfer path, measured no slower than one ``syncfs`` per group: the
+# kernel's journal commits concurrent fsyncs together.
 
 
 class _GroupFlusher:

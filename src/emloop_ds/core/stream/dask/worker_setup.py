@@ -16,20 +16,21 @@ import logging
 import signal
 from typing import Any
 
-__all__ = ["ACTOR_KEY_PREFIX", "LeftoverActorCalls", "dask_setup"]
+__all__ = ["ACTOR_KEY_PREFIX", "dask_setup"]
 
 ACTOR_KEY_PREFIX = "emloop-ds-shard-"
 """How the keys of the engine's actors begin (``engine.py`` names them)."""
 
 
-class LeftoverActorCalls(logging.Filter):
+class _LeftoverActorCallFilter(logging.Filter):
     """Drop ``distributed.core``'s traceback for a call that found none of our actors under its key."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Return False for that record only."""
         error = record.exc_info[1] if record.exc_info else None
         return not (
-            record.args == ("actor_execute",)
+            record.msg == "Exception while handling op %s"
+            and record.args == ("actor_execute",)
             and isinstance(error, KeyError)
             and bool(error.args)
             and str(error.args[0]).startswith(ACTOR_KEY_PREFIX)
@@ -37,7 +38,6 @@ class LeftoverActorCalls(logging.Filter):
 
 
 def dask_setup(worker: Any) -> None:
-    """Ignore SIGINT and drop leftover calls' tracebacks in this worker process; Dask calls this once
-    the worker has started."""
+    """Ignore SIGINT and leftover actor calls in this new worker process (Dask's preload hook)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    logging.getLogger("distributed.core").addFilter(LeftoverActorCalls())
+    logging.getLogger("distributed.core").addFilter(_LeftoverActorCallFilter())
