@@ -22,8 +22,8 @@ alternating. The rows and their targets (issues 9 and 17):
 
 Before each timed run, the outputs of the last one are removed and ``sync`` writes out whatever any
 earlier run left in memory, outside the time. Everything lives in a temporary folder that is removed at
-the end. The package is byte-compiled first, as
-``pip install`` does, so that runs measure downloading rather than compiling.
+the end. The package is byte-compiled first, as ``pip install`` does, so that runs measure downloading
+rather than compiling.
 """
 
 from __future__ import annotations
